@@ -1,0 +1,1 @@
+"""LungLedger consensus package."""

@@ -1,0 +1,46 @@
+"""The one preprocessing function shared by training and inference.
+
+Training (``training/``) and the node's plug-in (``diagnostics/``) both call
+:func:`to_model_input`; two copies would drift. The model itself scales
+``[0, 255]`` to ``[-1, 1]`` with a ``Rescaling`` layer, so this function stops
+at ``[0, 255]``.
+
+Steps, chosen for generalisation to other scanners and hospitals:
+
+1. robust intensity normalisation: clip to the 1st..99th percentile of the
+   image and stretch to ``[0, 255]`` (removes differences in overall
+   brightness, contrast and bit depth between sources);
+2. resize to a fixed square (``size`` x ``size``) whatever the aspect ratio,
+   so that image shape cannot be learned as a shortcut;
+3. replicate the grey channel to three channels (ImageNet backbone).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+INPUT_SIZE = 224
+LOW_PERCENTILE = 1.0
+HIGH_PERCENTILE = 99.0
+
+
+def normalise_intensity(gray: np.ndarray) -> np.ndarray:
+    """Stretch the 1st..99th percentile range of a greyscale image to 0..255."""
+    values = np.asarray(gray, dtype=np.float32)
+    low, high = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    if high - low < 1e-6:
+        return np.zeros_like(values, dtype=np.float32)
+    stretched = (values - low) * (255.0 / (high - low))
+    return np.clip(stretched, 0.0, 255.0).astype(np.float32)
+
+
+def to_model_input(gray: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
+    """Greyscale image (H, W), any numeric range -> float32 (size, size, 3) in [0, 255]."""
+    values = np.asarray(gray)
+    if values.ndim != 2:
+        raise ValueError(f"expected a 2-D greyscale array, got shape {values.shape}")
+    normalised = normalise_intensity(values)
+    resized = Image.fromarray(normalised).resize((size, size), Image.Resampling.BILINEAR)
+    square = np.asarray(resized, dtype=np.float32)
+    return np.repeat(square[:, :, None], 3, axis=2)

@@ -1,0 +1,1 @@
+"""LungLedger node package."""
