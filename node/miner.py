@@ -1,0 +1,89 @@
+"""The miner: batches this node's pending records into blocks, off the event loop.
+
+Mines only when records are pending (no empty blocks), in chunks of nonces on
+a worker thread, and abandons the work as soon as the best tip changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from consensus.builders import make_header_template, sign_block
+from consensus.errors import ValidationError
+from consensus.pow import mine_header
+from consensus.types import MAX_BLOCK_BYTES, DiagnosisRecord
+from node.chain import ChainService
+from node.identity import NodeIdentity
+from node.store import DuplicateBlock
+
+log = logging.getLogger("lungledger.miner")
+
+MAX_RECORDS_PER_BLOCK = 200
+MAX_RECORD_BYTES_PER_BLOCK = MAX_BLOCK_BYTES // 2
+NONCES_PER_CHUNK = 4096
+
+
+def select_records(pending: list[DiagnosisRecord]) -> list[DiagnosisRecord]:
+    chosen, size = [], 0
+    for record in pending[:MAX_RECORDS_PER_BLOCK]:
+        size += len(record.encoded)
+        if size > MAX_RECORD_BYTES_PER_BLOCK:
+            break
+        chosen.append(record)
+    return chosen
+
+
+class Miner:
+    def __init__(self, chain: ChainService, identity: NodeIdentity) -> None:
+        self.chain = chain
+        self.identity = identity
+        self.wakeup = asyncio.Event()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="miner")
+        self.blocks_mined = 0
+        self.abandoned = 0
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    async def run(self) -> None:
+        """Mine until cancelled. Wakes on new pending records and on tip changes."""
+        self.wakeup.set()
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while await self._mine_once():
+                pass
+
+    async def _mine_once(self) -> bool:
+        """Mine one block from pending records; False when nothing is pending."""
+        store = self.chain.store
+        pending = await self.chain.run(store.get_pending, MAX_RECORDS_PER_BLOCK)
+        records = select_records(pending)
+        if not records:
+            return False
+        parent = store.tip
+        timestamp = max(self.chain.clock_ms(), await self.chain.run(store.median_time_past, parent) + 1)
+        header = make_header_template(parent, records, timestamp, store.params.difficulty, self.identity.member_id)
+        loop = asyncio.get_running_loop()
+        start = 0
+        while True:
+            solved = await loop.run_in_executor(self.executor, mine_header, header, start, NONCES_PER_CHUNK)
+            if store.tip.block_hash != parent.block_hash:
+                self.abandoned += 1
+                return True  # tip moved: rebuild the template on the new tip
+            if solved is not None:
+                break
+            start += NONCES_PER_CHUNK
+        block = sign_block(solved, records, self.identity.private_key)
+        try:
+            await self.chain.add_blocks([block], source="miner")
+        except (ValidationError, DuplicateBlock) as error:
+            log.warning("mined block refused: %s", error)
+            return False
+        self.blocks_mined += 1
+        return True
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
