@@ -150,7 +150,7 @@ class DiagnosisConfig:
 
     risk_levels: RiskLevelConfig = field(default_factory=RiskLevelConfig)
     risk_adjustment: RiskAdjustmentConfig = field(default_factory=RiskAdjustmentConfig)
-    recommendations: Mapping[str, tuple[str, ...]] = DEFAULT_RECOMMENDATIONS
+    recommendations: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: DEFAULT_RECOMMENDATIONS)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DiagnosisConfig:

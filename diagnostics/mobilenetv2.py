@@ -1,0 +1,193 @@
+"""The default diagnostic plug-in: the MobileNetV2 models exported by ``training/``, run with LiteRT.
+
+Options (all optional; from the node's configuration):
+
+``models_dir``        folder holding ``<modality>/model.tflite`` + ``card.json``
+                      (default: ``models/`` at the repository root)
+``modalities``        which models to load (default: every modality found)
+``num_threads``       LiteRT threads per invoke (default: CPU count)
+``workers``           threads for decoding, inference and heatmaps (default: 2)
+``max_batch``         most requests fused into one invoke (default: 8; 1 disables batching)
+``heatmap_max_side``  longest side of the heatmap PNG (default: 512)
+``max_file_bytes``, ``max_pixels``           upload limits (defaults in diagnostics.imaging)
+``risk_levels``, ``risk_adjustment``, ``recommendations``   see diagnostics.fusion
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diagnostics.batching import MicroBatcher
+from diagnostics.errors import DiagnosisError
+from diagnostics.fusion import DiagnosisConfig, ModelEvidence, compute_assessment
+from diagnostics.heatmap import MAX_HEATMAP_SIDE, compute_cam, render_heatmap_png
+from diagnostics.imaging import MODALITIES, ImageLimits, decode_image, validate_modality
+from diagnostics.model import DEFAULT_MAX_BATCH, LiteRTModel
+from diagnostics.plausibility import validate_chest_image
+from diagnostics.preprocessing import to_model_input
+from diagnostics.result import DISCLAIMER, DiagnosisResult, ModalityResult, ModelInfo
+from diagnostics.risk import RiskFactors
+
+PLUGIN_NAME = "mobilenetv2"
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A checked, decoded image and its model input tensor."""
+
+    modality: str
+    pixels: np.ndarray
+    tensor: np.ndarray
+    source_format: str
+
+
+class MobileNetV2Plugin:
+    """Holds one LiteRT model per modality; see the module docstring for options."""
+
+    name = PLUGIN_NAME
+
+    def __init__(self, models: Mapping[str, LiteRTModel], config: DiagnosisConfig,
+                 limits: ImageLimits = ImageLimits(), workers: int = DEFAULT_WORKERS,
+                 heatmap_max_side: int = MAX_HEATMAP_SIDE) -> None:
+        if not models:
+            raise DiagnosisError("model-unavailable", "no model loaded; run training or set models_dir")
+        self.models = dict(models)
+        self.config = config
+        self.limits = limits
+        self.heatmap_max_side = heatmap_max_side
+        self._executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="diagnostics")
+        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MicroBatcher]] = \
+            weakref.WeakKeyDictionary()
+
+    def info(self) -> dict[str, Any]:
+        return {"plugin": self.name, "disclaimer": DISCLAIMER,
+                "modalities": sorted(self.models),
+                "models": {modality: model.card.describe() for modality, model in self.models.items()}}
+
+    def diagnose(self, images: Mapping[str, bytes], risk: RiskFactors | None) -> DiagnosisResult:
+        risk = self._validate_request(images, risk)
+        results = []
+        for modality, data in images.items():
+            prepared = self.prepare(modality, data)
+            probabilities, features = self.models[modality].predict(prepared.tensor[None])
+            results.append(self.finish(prepared, float(probabilities[0]), features[0]))
+        return self._build_result(results, risk)
+
+    async def diagnose_async(self, images: Mapping[str, bytes], risk: RiskFactors | None) -> DiagnosisResult:
+        risk = self._validate_request(images, risk)
+        loop = asyncio.get_running_loop()
+        prepared = await asyncio.gather(*(loop.run_in_executor(self._executor, self.prepare, modality, data)
+                                          for modality, data in images.items()))
+        batchers = self._get_batchers(loop)
+        outputs = await asyncio.gather(*(batchers[item.modality].submit(item.tensor) for item in prepared))
+        results = await asyncio.gather(*(loop.run_in_executor(self._executor, self.finish, item, probability,
+                                                              features)
+                                         for item, (probability, features) in zip(prepared, outputs)))
+        return self._build_result(results, risk)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    def prepare(self, modality: str, data: bytes) -> PreparedImage:
+        """Decode, check plausibility and build the model input (the shared preprocessing)."""
+        try:
+            decoded = decode_image(data, modality, self.limits)
+            validate_chest_image(decoded.pixels, modality)
+        except DiagnosisError as error:
+            raise type(error)(error.code, f"{modality} image: {error.message}") from error
+        tensor = to_model_input(decoded.pixels, self.models[modality].input_size)
+        return PreparedImage(modality, decoded.pixels, tensor, decoded.source_format)
+
+    def finish(self, prepared: PreparedImage, probability: float, features: np.ndarray) -> ModalityResult:
+        """Heatmap and model identity for one image."""
+        card = self.models[prepared.modality].card
+        cam = compute_cam(features, card.head_weights, card.head_bias)
+        return ModalityResult(
+            modality=prepared.modality, probability=probability, threshold=card.threshold, weight=0.0,
+            model=ModelInfo(card.name, card.version, card.model_id), source_format=prepared.source_format,
+            heatmap_png=render_heatmap_png(prepared.pixels, cam, self.heatmap_max_side))
+
+    def _validate_request(self, images: Mapping[str, bytes], risk: RiskFactors | None) -> RiskFactors:
+        if risk is None:
+            risk = RiskFactors()
+        if not isinstance(risk, RiskFactors):
+            raise DiagnosisError("bad-risk-factor", "risk must be a RiskFactors (use RiskFactors.from_mapping)")
+        if not isinstance(images, Mapping) or not images:
+            raise DiagnosisError("no-image", f"send at least one image, keyed by modality {MODALITIES}")
+        for modality, data in images.items():
+            validate_modality(modality)
+            if modality not in self.models:
+                raise DiagnosisError("model-unavailable", f"this node has no {modality} model; "
+                                                          f"it can diagnose {sorted(self.models)}")
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise DiagnosisError("no-image", f"{modality} image must be bytes, got {type(data).__name__}")
+        return risk
+
+    def _get_batchers(self, loop: asyncio.AbstractEventLoop) -> dict[str, MicroBatcher]:
+        batchers = self._batchers.get(loop)
+        if batchers is None:
+            batchers = {modality: MicroBatcher(model.predict, self._executor, model.max_batch)
+                        for modality, model in self.models.items()}
+            self._batchers[loop] = batchers
+        return batchers
+
+    def _build_result(self, results: list[ModalityResult], risk: RiskFactors) -> DiagnosisResult:
+        evidence = [ModelEvidence(result.modality, result.probability, result.threshold,
+                                  self.models[result.modality].card.auc) for result in results]
+        assessment = compute_assessment(evidence, risk, self.config)
+        weighted = {result.modality: _with_weight(result, assessment.fusion.weights[result.modality])
+                    for result in results}
+        return DiagnosisResult(
+            plugin=self.name, modalities=weighted, fused_probability=assessment.fusion.probability,
+            fused_threshold=assessment.fusion.threshold, risk_adjustment=assessment.adjustment,
+            adjusted_probability=assessment.adjusted_probability, label=assessment.label,
+            confidence=assessment.confidence, risk_level=assessment.risk_level,
+            recommendations=assessment.recommendations, risk_factors=risk)
+
+
+def _with_weight(result: ModalityResult, weight: float) -> ModalityResult:
+    from dataclasses import replace
+
+    return replace(result, weight=weight)
+
+
+def load_models(options: Mapping[str, Any]) -> dict[str, LiteRTModel]:
+    """Load every requested (or every present) modality's model from ``models_dir``."""
+    models_dir = Path(options.get("models_dir") or DEFAULT_MODELS_DIR)
+    requested = options.get("modalities")
+    modalities = list(requested) if requested else [m for m in MODALITIES if (models_dir / m / "model.tflite").exists()]
+    if not modalities:
+        raise DiagnosisError("model-unavailable", f"no model found under {models_dir} "
+                                                  f"(expected <modality>/model.tflite and card.json)")
+    num_threads = options.get("num_threads") or os.cpu_count()
+    max_batch = int(options.get("max_batch") or DEFAULT_MAX_BATCH)
+    models = {}
+    for modality in modalities:
+        validate_modality(modality)
+        model = LiteRTModel(models_dir / modality, num_threads=num_threads, max_batch=max_batch)
+        if model.card.modality != modality:
+            raise DiagnosisError("bad-model-card", f"{models_dir / modality}/card.json is for "
+                                                   f"{model.card.modality!r}, not {modality!r}")
+        models[modality] = model
+    return models
+
+
+def create_plugin(options: Mapping[str, Any]) -> MobileNetV2Plugin:
+    """Factory named in the plug-in registry."""
+    defaults = ImageLimits()
+    limits = ImageLimits(max_file_bytes=int(options.get("max_file_bytes") or defaults.max_file_bytes),
+                         max_pixels=int(options.get("max_pixels") or defaults.max_pixels))
+    return MobileNetV2Plugin(load_models(options), DiagnosisConfig.from_options(options), limits,
+                             workers=int(options.get("workers") or DEFAULT_WORKERS),
+                             heatmap_max_side=int(options.get("heatmap_max_side") or MAX_HEATMAP_SIDE))

@@ -1,0 +1,174 @@
+"""A LiteRT model and its card: loading, checking and thread-safe batched inference.
+
+The artefact contract (``models/<modality>/model.tflite`` + ``card.json``) is
+described in ``docs/DIAGNOSTICS.md``. Loading refuses a model whose SHA-256
+differs from the card's ``model_id`` or whose head weights do not reproduce
+its probability output, so the node never serves a model with the wrong card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diagnostics.errors import DiagnosisError
+
+MIN_INPUT_SIZE = 32
+DEFAULT_MAX_BATCH = 8
+# The card's head must reproduce the model's own probability this closely.
+HEAD_CHECK_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The fields of ``card.json`` that serving needs (``raw`` keeps all of it)."""
+
+    model_id: str
+    name: str
+    version: str
+    modality: str
+    input_size: int
+    threshold: float
+    probability_output: int
+    features_output: int
+    head_weights: np.ndarray
+    head_bias: float
+    validation: Mapping[str, Any]
+    raw: Mapping[str, Any]
+
+    @property
+    def auc(self) -> float:
+        return float(self.validation["auc"])
+
+    def describe(self) -> dict[str, Any]:
+        """Model identity for info() and results."""
+        return {"name": self.name, "version": self.version, "sha256": self.model_id,
+                "modality": self.modality, "threshold": self.threshold, "input_size": self.input_size,
+                "validation": dict(self.validation)}
+
+
+def parse_model_card(card: Mapping[str, Any], source: str = "card.json") -> ModelCard:
+    """Validate a card dict and return a :class:`ModelCard`; raises ``bad-model-card``."""
+    try:
+        weights = np.asarray(card["head"]["weights"], dtype=np.float32)
+        parsed = ModelCard(
+            model_id=str(card["model_id"]).lower(), name=str(card["name"]), version=str(card["version"]),
+            modality=str(card["modality"]), input_size=int(card["input_size"]),
+            threshold=float(card["threshold"]), probability_output=int(card["outputs"]["probability"]),
+            features_output=int(card["outputs"]["features"]), head_weights=weights,
+            head_bias=float(card["head"]["bias"]), validation=dict(card["metrics"]["validation"]), raw=card)
+        auc = parsed.auc
+    except (KeyError, TypeError, ValueError) as error:
+        raise DiagnosisError("bad-model-card", f"{source}: missing or malformed field ({error!r})") from error
+    if not 0.0 < parsed.threshold < 1.0 or not 0.0 <= auc <= 1.0 or not math.isfinite(parsed.head_bias):
+        raise DiagnosisError("bad-model-card", f"{source}: threshold must be in (0, 1) and auc in [0, 1]")
+    if parsed.input_size < MIN_INPUT_SIZE or weights.ndim != 1 or not np.all(np.isfinite(weights)):
+        raise DiagnosisError("bad-model-card", f"{source}: bad input_size or head weights")
+    return parsed
+
+
+def load_model_card(path: Path) -> ModelCard:
+    try:
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DiagnosisError("model-unavailable", f"cannot read model card {path}: {error}") from error
+    return parse_model_card(card, str(path))
+
+
+class LiteRTModel:
+    """One exported model; ``predict`` is thread-safe (one lock per model)."""
+
+    def __init__(self, model_dir: Path, num_threads: int | None = None,
+                 max_batch: int = DEFAULT_MAX_BATCH) -> None:
+        model_dir = Path(model_dir)
+        self.card = load_model_card(model_dir / "card.json")
+        try:
+            self._content = (model_dir / "model.tflite").read_bytes()
+        except OSError as error:
+            raise DiagnosisError("model-unavailable", f"cannot read {model_dir / 'model.tflite'}: {error}") from error
+        digest = hashlib.sha256(self._content).hexdigest()
+        if digest != self.card.model_id:
+            raise DiagnosisError("model-mismatch", f"{model_dir}: model.tflite has SHA-256 {digest}, "
+                                                   f"but card.json says {self.card.model_id}")
+        self.num_threads = num_threads
+        self.max_batch = max(1, int(max_batch))
+        self._lock = threading.Lock()
+        self._interpreters: dict[int, Any] = {}
+        first = self._get_interpreter(1)
+        self.dynamic_batch = int(first.get_input_details()[0]["shape_signature"][0]) == -1
+        self._validate_signature(first)
+        self._validate_head()
+
+    @property
+    def input_size(self) -> int:
+        return self.card.input_size
+
+    def _get_interpreter(self, batch: int) -> Any:
+        """The interpreter allocated for ``batch`` items (caller holds the lock, or is __init__)."""
+        interpreter = self._interpreters.get(batch)
+        if interpreter is None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            interpreter = Interpreter(model_content=self._content, num_threads=self.num_threads)
+            if batch != 1:
+                size = self.card.input_size
+                interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [batch, size, size, 3])
+            interpreter.allocate_tensors()
+            self._interpreters[batch] = interpreter
+        return interpreter
+
+    def _validate_signature(self, interpreter: Any) -> None:
+        size = self.card.input_size
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(inputs) != 1 or list(inputs[0]["shape"][1:]) != [size, size, 3] or inputs[0]["dtype"] != np.float32:
+            raise DiagnosisError("bad-model-card", f"model input is {inputs[0]['shape']} {inputs[0]['dtype']}, "
+                                                   f"expected float32 [batch, {size}, {size}, 3]")
+        indices = (self.card.probability_output, self.card.features_output)
+        if len(outputs) != 2 or sorted(indices) != [0, 1]:
+            raise DiagnosisError("bad-model-card", "card outputs must name output 0 and 1 of a two-output model")
+        probability_shape = list(outputs[self.card.probability_output]["shape"])
+        features_shape = list(outputs[self.card.features_output]["shape"])
+        if probability_shape != [1, 1] or len(features_shape) != 4 \
+                or features_shape[3] != self.card.head_weights.size:
+            raise DiagnosisError("bad-model-card", f"outputs {probability_shape} / {features_shape} do not match "
+                                                   f"a probability [b, 1] and features [b, h, w, "
+                                                   f"{self.card.head_weights.size}]")
+        self._input_index = inputs[0]["index"]
+        self._probability_index = outputs[self.card.probability_output]["index"]
+        self._features_index = outputs[self.card.features_output]["index"]
+
+    def _validate_head(self) -> None:
+        """The card's head applied to the pooled features must give the model's probability."""
+        ramp = np.linspace(0.0, 255.0, self.card.input_size, dtype=np.float32)
+        probe = np.broadcast_to((ramp[:, None] + ramp[None, :]) / 2.0, (self.card.input_size,) * 2)
+        tensor = np.repeat(probe[None, :, :, None], 3, axis=3).astype(np.float32)
+        probabilities, features = self.predict(tensor)
+        logit = float(features[0].mean(axis=(0, 1)) @ self.card.head_weights + self.card.head_bias)
+        from_head = 1.0 / (1.0 + math.exp(-logit))
+        if abs(from_head - float(probabilities[0])) > HEAD_CHECK_TOLERANCE:
+            raise DiagnosisError("bad-model-card", f"card head gives probability {from_head:.6f} where the model "
+                                                   f"gives {float(probabilities[0]):.6f}; the card does not "
+                                                   "belong to this model")
+
+    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 [n, S, S, 3] -> (probabilities [n], features [n, h, w, C])."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        step = self.max_batch if self.dynamic_batch else 1
+        probabilities, features = [], []
+        for start in range(0, batch.shape[0], step):
+            chunk = batch[start:start + step]
+            with self._lock:
+                interpreter = self._get_interpreter(chunk.shape[0])
+                interpreter.set_tensor(self._input_index, chunk)
+                interpreter.invoke()
+                probabilities.append(interpreter.get_tensor(self._probability_index)[:, 0])
+                features.append(interpreter.get_tensor(self._features_index))
+        return np.concatenate(probabilities), np.concatenate(features)

@@ -1,0 +1,75 @@
+"""The result of one diagnosis, as the node returns it and records it."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from diagnostics.risk import RiskAdjustment, RiskFactors
+
+DISCLAIMER = "Research use only — not for diagnostic use"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    sha256: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class ModalityResult:
+    """One image's model output."""
+
+    modality: str
+    probability: float
+    threshold: float
+    weight: float
+    model: ModelInfo
+    source_format: str
+    heatmap_png: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"probability": self.probability, "threshold": self.threshold, "weight": self.weight,
+                "model": self.model.to_dict(), "source_format": self.source_format,
+                "heatmap_png": base64.b64encode(self.heatmap_png).decode("ascii")}
+
+
+@dataclass(frozen=True)
+class DiagnosisResult:
+    """Per-modality outputs, their fusion, the risk adjustment and what it means."""
+
+    plugin: str
+    modalities: Mapping[str, ModalityResult]
+    fused_probability: float
+    fused_threshold: float
+    risk_adjustment: RiskAdjustment
+    adjusted_probability: float
+    label: str
+    confidence: float
+    risk_level: str
+    recommendations: tuple[str, ...]
+    risk_factors: RiskFactors
+    disclaimer: str = DISCLAIMER
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable; heatmaps are base64-encoded PNG."""
+        return {
+            "plugin": self.plugin,
+            "modalities": {name: result.to_dict() for name, result in self.modalities.items()},
+            "fused_probability": self.fused_probability,
+            "fused_threshold": self.fused_threshold,
+            "risk_adjustment": self.risk_adjustment.to_dict(),
+            "adjusted_probability": self.adjusted_probability,
+            "label": self.label,
+            "confidence": self.confidence,
+            "risk_level": self.risk_level,
+            "recommendations": list(self.recommendations),
+            "risk_factors": self.risk_factors.to_dict(),
+            "disclaimer": self.disclaimer,
+        }
