@@ -20,7 +20,7 @@ _counter = itertools.count()
 
 
 @dataclass(frozen=True)
-class TestMember:
+class MemberKeys:
     key: Ed25519PrivateKey
     member: Member
 
@@ -29,25 +29,25 @@ class TestMember:
         return self.member.member_id
 
 
-def make_member(name: str, seed: int | None = None) -> TestMember:
+def make_member(name: str, seed: int | None = None) -> MemberKeys:
     if seed is None:
         key = Ed25519PrivateKey.generate()
     else:
         key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"member-{seed}".encode()).digest())
     public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return TestMember(key, Member(public, name))
+    return MemberKeys(key, Member(public, name))
 
 
-def make_params(members: Sequence[TestMember], difficulty: int = 1, max_reorg_depth: int = 100) -> ChainParams:
+def make_params(members: Sequence[MemberKeys], difficulty: int = 1, max_reorg_depth: int = 100) -> ChainParams:
     return ChainParams("test-chain", GENESIS_TIME_MS, difficulty, max_reorg_depth, tuple(m.member for m in members))
 
 
-def make_chain(members: Sequence[TestMember], difficulty: int = 1, max_reorg_depth: int = 100) -> tuple[ChainParams, Block]:
+def make_chain(members: Sequence[MemberKeys], difficulty: int = 1, max_reorg_depth: int = 100) -> tuple[ChainParams, Block]:
     params = make_params(members, difficulty, max_reorg_depth)
     return params, make_genesis(params)
 
 
-def make_record(member: TestMember, created_ms: int = GENESIS_TIME_MS + 1, record_id: bytes | None = None,
+def make_record(member: MemberKeys, created_ms: int = GENESIS_TIME_MS + 1, record_id: bytes | None = None,
                 modalities: tuple[str, ...] = ("ct",)) -> DiagnosisRecord:
     number = next(_counter)
     record_id = record_id or hashlib.sha256(f"record-{number}".encode()).digest()[:16]
@@ -72,7 +72,7 @@ def genesis_meta(genesis: Block) -> BlockMeta:
     return compute_block_meta(genesis, 0)
 
 
-def mine_block(parent: BlockMeta | Block, member: TestMember, records: Sequence[DiagnosisRecord] | None = None,
+def mine_block(parent: BlockMeta | Block, member: MemberKeys, records: Sequence[DiagnosisRecord] | None = None,
                timestamp_ms: int | None = None, difficulty: int = 1, parent_work: int = 0) -> Block:
     """A valid block on ``parent`` (a BlockMeta, or a Block with parent_work given)."""
     if isinstance(parent, Block):
@@ -90,13 +90,13 @@ def solve(header: BlockHeader) -> BlockHeader:
     return solved
 
 
-def resign(block: Block, member: TestMember, **header_changes: object) -> Block:
+def resign(block: Block, member: MemberKeys, **header_changes: object) -> Block:
     """Change header fields, re-mine and re-sign (to break exactly one other rule)."""
     header = solve(replace(block.header, nonce=0, **header_changes))
     return sign_block(header, block.records, member.key)
 
 
-def build_branch(parent: Block, parent_work: int, member: TestMember, count: int, difficulty: int = 1,
+def build_branch(parent: Block, parent_work: int, member: MemberKeys, count: int, difficulty: int = 1,
                  start_ms: int | None = None) -> list[Block]:
     """``count`` blocks on ``parent``, each with one fresh record of ``member``."""
     blocks, meta = [], compute_block_meta(parent, parent_work)
