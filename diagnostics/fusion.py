@@ -3,7 +3,7 @@
 Pure arithmetic, no I/O. The formulas are in ``docs/DIAGNOSTICS.md`` and the
 hand-worked cases in ``tests/unit/test_diagnostics_fusion.py``:
 
-- weight of model m:  w_m = max(AUC_m - 0.5, 0.01) / sum over models;
+- weight of model m:  w_m = max(AUC_m - 0.5, 0.01) / sum over models (no AUC: 0.01);
 - fused logit:        z = sum_m w_m * logit(p_m);
 - fused threshold:    t = sigmoid(sum_m w_m * logit(t_m));
 - adjusted:           p_adj = sigmoid(z + risk adjustment);
@@ -73,7 +73,7 @@ class ModelEvidence:
     modality: str
     probability: float
     threshold: float
-    auc: float
+    auc: float | None
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,11 @@ class Fusion:
 
 
 def compute_model_weights(evidence: Sequence[ModelEvidence]) -> dict[str, float]:
-    """w_m = max(AUC_m - 0.5, 0.01), normalised to sum to 1."""
+    """w_m = max(AUC_m - 0.5, 0.01) (0.01 when the card has no AUC), normalised to sum to 1."""
     if not evidence:
         raise DiagnosisError("no-image", "at least one image is needed for a diagnosis")
-    raw = {item.modality: max(item.auc - 0.5, MIN_MODEL_WEIGHT) for item in evidence}
+    raw = {item.modality: MIN_MODEL_WEIGHT if item.auc is None else max(item.auc - 0.5, MIN_MODEL_WEIGHT)
+           for item in evidence}
     total = sum(raw.values())
     return {modality: weight / total for modality, weight in raw.items()}
 

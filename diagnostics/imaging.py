@@ -206,6 +206,9 @@ def validate_dicom_header(dataset: Any, modality: str, limits: ImageLimits = DEF
     """Check a DICOM header before its pixels are decoded: image present, size,
     one frame, modality and body part as declared."""
     if "PixelData" not in dataset:
+        if "Rows" in dataset:
+            raise ImageError("corrupt-image", "the DICOM file describes an image but holds no pixel data; "
+                                              "it may be truncated, export it again")
         raise ImageError("unsupported-format", "the DICOM file holds no image (no PixelData)")
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
     rows, columns = int(dataset.Rows), int(dataset.Columns)

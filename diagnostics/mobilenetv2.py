@@ -183,8 +183,16 @@ def load_models(options: Mapping[str, Any]) -> dict[str, LiteRTModel]:
     return models
 
 
+KNOWN_OPTIONS = frozenset({"models_dir", "modalities", "num_threads", "workers", "max_batch", "heatmap_max_side",
+                           "max_file_bytes", "max_pixels", "risk_levels", "risk_adjustment", "recommendations"})
+
+
 def create_plugin(options: Mapping[str, Any]) -> MobileNetV2Plugin:
-    """Factory named in the plug-in registry."""
+    """Factory named in the plug-in registry; unknown option keys are refused (typos must not pass)."""
+    unknown = set(options) - KNOWN_OPTIONS
+    if unknown:
+        raise DiagnosisError("bad-config", f"unknown {PLUGIN_NAME} option(s) {sorted(unknown)}; "
+                                           f"known: {sorted(KNOWN_OPTIONS)}")
     defaults = ImageLimits()
     limits = ImageLimits(max_file_bytes=int(options.get("max_file_bytes") or defaults.max_file_bytes),
                          max_pixels=int(options.get("max_pixels") or defaults.max_pixels))

@@ -45,8 +45,10 @@ class ModelCard:
     raw: Mapping[str, Any]
 
     @property
-    def auc(self) -> float:
-        return float(self.validation["auc"])
+    def auc(self) -> float | None:
+        """Validation AUC, or None when the card has none (a tiny smoke-test validation set)."""
+        value = self.validation.get("auc")
+        return None if value is None or not math.isfinite(float(value)) else float(value)
 
     def describe(self) -> dict[str, Any]:
         """Model identity for info() and results."""
@@ -68,7 +70,8 @@ def parse_model_card(card: Mapping[str, Any], source: str = "card.json") -> Mode
         auc = parsed.auc
     except (KeyError, TypeError, ValueError) as error:
         raise DiagnosisError("bad-model-card", f"{source}: missing or malformed field ({error!r})") from error
-    if not 0.0 < parsed.threshold < 1.0 or not 0.0 <= auc <= 1.0 or not math.isfinite(parsed.head_bias):
+    if not 0.0 < parsed.threshold < 1.0 or not (auc is None or 0.0 <= auc <= 1.0) \
+            or not math.isfinite(parsed.head_bias):
         raise DiagnosisError("bad-model-card", f"{source}: threshold must be in (0, 1) and auc in [0, 1]")
     if parsed.input_size < MIN_INPUT_SIZE or weights.ndim != 1 or not np.all(np.isfinite(weights)):
         raise DiagnosisError("bad-model-card", f"{source}: bad input_size or head weights")
