@@ -18,6 +18,7 @@ from node.chain import ChainService
 from node.config import NodeConfig
 from node.genesis import Genesis, load_genesis
 from node.identity import NodeIdentity, load_identity
+from node.metrics import METRICS, NodeMetrics, get_metrics
 from node.miner import Miner
 from node.store import AddResult, ChainStore
 
@@ -36,6 +37,10 @@ async def chain_context(app: web.Application) -> AsyncIterator[None]:
     store = await asyncio.to_thread(ChainStore, config.store_path, genesis.params, genesis.block, identity.member_id)
     chain = ChainService(store)
     app[CHAIN] = chain
+    metrics = app[METRICS]
+    chain.listeners.append(metrics.on_blocks)
+    chain.rejection_listeners.append(metrics.on_rejected)
+    metrics.set_sources(height=lambda: store.height, pending=store.pending_count)
     log.info("chain opened: height=%d tip=%s pending=%d", store.height, store.tip.block_hash.hex()[:16], store.pending_count())
     yield
     await chain.close()
@@ -82,6 +87,8 @@ def create_app(config: NodeConfig) -> web.Application:
 
     app = web.Application(middlewares=[error_middleware], client_max_size=48 * 1024 * 1024)
     app[CONFIG] = config
+    app[METRICS] = NodeMetrics()
+    app.router.add_get("/metrics", get_metrics)
     app[IDENTITY] = load_identity(config.data_dir)
     app[GENESIS] = load_genesis(config.resolved_genesis_path)
     if app[IDENTITY].member_id not in app[GENESIS].params.members_by_id:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from consensus.errors import ValidationError
 from consensus.types import Block, DiagnosisRecord
 from node.store import AddResult, ChainStore
 
@@ -32,6 +33,7 @@ class ChainService:
         self.clock_ms = clock_ms
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-db")
         self.listeners: list[BlockListener] = []
+        self.rejection_listeners: list[Callable[[str], None]] = []
         self.tip_changed = asyncio.Condition()
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
@@ -46,6 +48,10 @@ class ChainService:
             partial = getattr(error, "partial_results", None)
             if partial:
                 await self._announce(partial, source)
+            if isinstance(error, ValidationError):
+                log.warning("rejected block from %s: %s", source, error)
+                for reject in self.rejection_listeners:
+                    reject(error.code)
             raise
         await self._announce(results, source)
         return results

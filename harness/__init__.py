@@ -1,0 +1,1 @@
+"""Test harnesses that run real LungLedger nodes: hosts in Linux network namespaces."""
