@@ -23,6 +23,7 @@ class NodeConfig:
     models_dir: Path = DEFAULT_MODELS_DIR
     max_peers: int = 16
     log_level: str = "INFO"
+    outbound_peers: int = 8  # outbound connections kept (bootstrap peers always; 0 = bootstrap peers only)
 
     @property
     def resolved_genesis_path(self) -> Path:

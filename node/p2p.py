@@ -1,9 +1,126 @@
-"""Wiring of the peer network into the node (filled in by the network work)."""
+"""Wiring of the peer network into the node.
+
+- ``ChainServiceBackend`` adapts the ChainService to network.backend.ChainBackend
+  (network/ never imports node/).
+- ``p2p_context`` (a cleanup context) starts the network after the chain is
+  open and stops it before the chain closes.
+- ``NETWORK`` holds the running PeerNetwork; ``get_peer_summaries(app)`` is
+  what the HTTP API shows about peers.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
 from aiohttp import web
+
+from consensus.errors import ValidationError
+from consensus.types import Block, ChainParams
+from network.backend import AcceptedBlock, AcceptListener, ConnectResult
+from network.constants import P2P_PATH
+from network.service import NetworkSettings, PeerNetwork
+from node.chain import ChainService
+from node.store import AddResult, DuplicateBlock, MissingParent
+
+NETWORK = web.AppKey("network", PeerNetwork)
+
+
+class ChainServiceBackend:
+    """The ChainBackend the network sees: reads from the in-memory index, writes via the chain thread."""
+
+    def __init__(self, chain: ChainService, chain_id: bytes) -> None:
+        self.chain = chain
+        self.store = chain.store
+        self._chain_id = chain_id
+
+    @property
+    def chain_id(self) -> bytes:
+        return self._chain_id
+
+    @property
+    def params(self) -> ChainParams:
+        return self.store.params
+
+    @property
+    def tip_hash(self) -> bytes:
+        return self.store.best[-1]
+
+    @property
+    def height(self) -> int:
+        return self.store.height
+
+    def has_block(self, block_hash: bytes) -> bool:
+        return block_hash in self.store.index
+
+    def get_height_of(self, block_hash: bytes) -> int | None:
+        meta = self.store.index.get(block_hash)
+        return None if meta is None else meta.height
+
+    def get_locator(self) -> list[bytes]:
+        # A snapshot: the chain thread may be switching branches while we read.
+        best = list(self.store.best)
+        heights, step, height = [], 1, len(best) - 1
+        while height > 0:
+            heights.append(height)
+            if len(heights) >= 10:
+                step *= 2
+            height -= step
+        heights.append(0)
+        return [best[h] for h in heights]
+
+    async def get_headers_after(self, locator: Sequence[bytes], limit: int) -> list[bytes]:
+        return await self.chain.run(self.store.get_best_headers_after, locator, limit)
+
+    async def get_blocks(self, hashes: Sequence[bytes]) -> list[bytes | None]:
+        return await self.chain.run(lambda: [self.store.get_block_bytes(h) for h in hashes])
+
+    async def add_blocks(self, blocks: Sequence[Block], source: Any) -> ConnectResult:
+        try:
+            results = await self.chain.add_blocks(blocks, source)
+        except (ValidationError, MissingParent, DuplicateBlock) as error:
+            accepted = _to_accepted(getattr(error, "partial_results", []))
+            failed = blocks[len(accepted)].block_hash
+            if isinstance(error, ValidationError):
+                return ConnectResult(accepted, failed, "invalid", error)
+            return ConnectResult(accepted, failed, "missing-parent" if isinstance(error, MissingParent) else "duplicate")
+        return ConnectResult(_to_accepted(results))
+
+    def subscribe(self, listener: AcceptListener) -> None:
+        async def on_results(results: Sequence[AddResult], source: Any) -> None:
+            await listener(_to_accepted(results), source)
+
+        self.chain.listeners.append(on_results)
+
+
+def _to_accepted(results: Sequence[AddResult]) -> list[AcceptedBlock]:
+    return [AcceptedBlock(r.meta.block_hash, r.meta.height, r.became_best) for r in results]
+
+
+async def p2p_context(app: web.Application) -> AsyncIterator[None]:
+    from node.app import CHAIN, CONFIG, GENESIS, IDENTITY
+
+    config, identity = app[CONFIG], app[IDENTITY]
+    settings = NetworkSettings(config.host, config.port, tuple(config.peers), config.max_peers, config.outbound_peers)
+    backend = ChainServiceBackend(app[CHAIN], app[GENESIS].chain_id)
+    network = PeerNetwork(backend, identity.private_key, identity.member_id, settings)
+    app[NETWORK] = network
+    await network.start()
+    yield
+    await network.stop()
+
+
+async def handle_p2p(request: web.Request) -> web.StreamResponse:
+    return await request.app[NETWORK].handle_websocket(request)
+
+
+def get_peer_summaries(app: web.Application) -> list[dict[str, Any]]:
+    """Connected peers: peer_id, name, address, height, direction, connected_s, ping_ms, frames."""
+    network = app.get(NETWORK)
+    return [] if network is None else network.get_peer_summaries()
 
 
 def setup_p2p(app: web.Application) -> None:
-    """Attach the peer network to the app (no peers yet)."""
+    """Attach the peer network: the /p2p WebSocket route and its cleanup context."""
+    app.router.add_get(P2P_PATH, handle_p2p)
+    app.cleanup_ctx.append(p2p_context)

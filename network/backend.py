@@ -1,0 +1,63 @@
+"""What the network needs from the chain: a small protocol the node implements.
+
+network/ never imports node/; node/p2p.py adapts the ChainService to this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from consensus.errors import ValidationError
+from consensus.types import Block, ChainParams
+
+FailureKind = Literal["invalid", "missing-parent", "duplicate"]
+
+
+@dataclass(frozen=True)
+class AcceptedBlock:
+    block_hash: bytes
+    height: int
+    became_best: bool
+
+
+@dataclass(frozen=True)
+class ConnectResult:
+    """Outcome of handing a batch to the chain: the accepted prefix, then at most one failure."""
+
+    accepted: list[AcceptedBlock] = field(default_factory=list)
+    failed_hash: bytes | None = None
+    failure: FailureKind | None = None
+    error: ValidationError | None = None
+
+
+AcceptListener = Callable[[Sequence[AcceptedBlock], Any], Awaitable[None]]
+
+
+class ChainBackend(Protocol):
+    @property
+    def chain_id(self) -> bytes: ...
+
+    @property
+    def params(self) -> ChainParams: ...
+
+    @property
+    def tip_hash(self) -> bytes: ...
+
+    @property
+    def height(self) -> int: ...
+
+    def has_block(self, block_hash: bytes) -> bool: ...
+
+    def get_height_of(self, block_hash: bytes) -> int | None: ...
+
+    def get_locator(self) -> list[bytes]: ...
+
+    async def get_headers_after(self, locator: Sequence[bytes], limit: int) -> list[bytes]: ...
+
+    async def get_blocks(self, hashes: Sequence[bytes]) -> list[bytes | None]: ...
+
+    async def add_blocks(self, blocks: Sequence[Block], source: Any) -> ConnectResult: ...
+
+    def subscribe(self, listener: AcceptListener) -> None: ...

@@ -1,0 +1,74 @@
+"""Bans: member ids and addresses refused for a while, each with its reason.
+
+Authenticated misbehaviour bans the member id (its key) and the address it
+came from; unauthenticated misbehaviour (garbage before the handshake) bans
+the address. Addresses listed as exempt (the node's own host, so that
+co-located honest nodes are not shut out, as Bitcoin Core exempts local
+peers) are never banned, only disconnected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from network.constants import BAN_DURATION_S, MAX_BANS
+
+log = logging.getLogger("lungledger.net")
+
+
+@dataclass(frozen=True)
+class Ban:
+    key: str
+    reason: str
+    until: float
+
+
+def member_key(member_id: bytes) -> str:
+    return "member:" + member_id.hex()
+
+
+def address_key(host: str) -> str:
+    return "addr:" + host
+
+
+class BanList:
+    def __init__(self, exempt_hosts: Iterable[str] = (), clock: Callable[[], float] = time.monotonic,
+                 duration_s: float = BAN_DURATION_S) -> None:
+        self.exempt_hosts = set(exempt_hosts)
+        self.clock = clock
+        self.duration_s = duration_s
+        self.bans: OrderedDict[str, Ban] = OrderedDict()
+
+    def ban(self, reason: str, member_id: bytes | None = None, host: str | None = None) -> list[str]:
+        keys = []
+        if member_id is not None:
+            keys.append(member_key(member_id))
+        if host is not None and host not in self.exempt_hosts:
+            keys.append(address_key(host))
+        until = self.clock() + self.duration_s
+        for key in keys:
+            self.bans[key] = Ban(key, reason, until)
+            self.bans.move_to_end(key)
+        while len(self.bans) > MAX_BANS:
+            self.bans.popitem(last=False)
+        return keys
+
+    def get_ban(self, member_id: bytes | None = None, host: str | None = None) -> Ban | None:
+        for key in ([member_key(member_id)] if member_id else []) + ([address_key(host)] if host else []):
+            ban = self.bans.get(key)
+            if ban is None:
+                continue
+            if ban.until > self.clock():
+                return ban
+            del self.bans[key]
+        return None
+
+    def is_banned(self, member_id: bytes | None = None, host: str | None = None) -> bool:
+        return self.get_ban(member_id, host) is not None
+
+    def unban_all(self) -> None:
+        self.bans.clear()

@@ -1,0 +1,66 @@
+"""Every peer-facing limit of the LungLedger protocol, in one place.
+
+As Bitcoin Core's net_processing.cpp keeps them at the top of the file: a
+reviewer can see at a glance what a peer may make this node do.
+"""
+
+from __future__ import annotations
+
+# --- protocol -------------------------------------------------------------
+PROTOCOL_VERSION = 1
+MIN_PROTOCOL_VERSION = 1
+P2P_PATH = "/p2p"
+USER_AGENT = "lungledger/0.1"
+MAX_USER_AGENT_CHARS = 64
+NONCE_BYTES = 32
+
+# --- frames ---------------------------------------------------------------
+# A frame is one binary WebSocket message holding one msgpack-encoded message.
+# The largest legitimate frame is a `blocks` reply: MAX_BLOCKS_RESPONSE_BYTES
+# of block bytes plus a little framing.
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+MAX_BLOCKS_RESPONSE_BYTES = 3 * 1024 * 1024
+MAX_SEND_QUEUE_FRAMES = 1024  # a peer that does not read is disconnected
+
+# --- per-message item limits -----------------------------------------------
+MAX_LOCATOR_HASHES = 64
+MAX_HEADERS_PER_MESSAGE = 2000
+MAX_BLOCKS_PER_REQUEST = 128
+MAX_PEERS_PER_MESSAGE = 64
+MAX_HOST_CHARS = 255
+
+# --- sync -----------------------------------------------------------------
+MAX_BLOCKS_IN_FLIGHT_PER_PEER = 256
+BLOCKS_PER_GET_BLOCKS = 64  # what we ask for at once (<= MAX_BLOCKS_PER_REQUEST)
+BLOCK_DOWNLOAD_WINDOW = 2048  # never fetch bodies further ahead than this above the tip
+MAX_HEADER_TREE = 100_000  # headers held without bodies
+CONNECT_BATCH_BLOCKS = 500  # blocks handed to the chain in one transaction
+MAX_ORPHAN_BLOCKS = 128  # received blocks whose parent is unknown (held while we fetch it)
+MAX_DIRECT_FETCH_GAP = 16  # announcements this close to our tip are fetched directly
+MAX_UNCONNECTING_HEADERS = 10  # header messages that do not connect before a ban
+MAX_KNOWN_INVENTORY = 5000  # hashes remembered per peer as already known to it
+MAX_REJECTED_HASHES = 10_000  # blocks remembered as invalid
+
+# --- timeouts (seconds) ---------------------------------------------------
+HANDSHAKE_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 30.0  # headers / blocks replies
+PING_INTERVAL_S = 30.0
+PING_TIMEOUT_S = 20.0
+CONNECT_TIMEOUT_S = 5.0
+TICK_INTERVAL_S = 1.0  # request-timeout and reconnect housekeeping
+SEND_TIMEOUT_S = 10.0
+
+# --- peers, discovery and bans ---------------------------------------------
+DEFAULT_MAX_PEERS = 16
+DEFAULT_OUTBOUND_PEERS = 8
+MAX_HANDSHAKING = 8  # connections still in the handshake at once
+MAX_KNOWN_ADDRESSES = 1024
+GET_PEERS_INTERVAL_S = 60.0
+RECONNECT_BACKOFF_MIN_S = 0.5
+RECONNECT_BACKOFF_MAX_S = 60.0
+BAN_DURATION_S = 24 * 60 * 60
+MAX_BANS = 10_000
+
+# Consensus rejections that are not the sending peer's fault: a block up to
+# two hours "too new" may come from an honest clock that is a little ahead.
+NOT_PEER_FAULT_CODES = frozenset({"time-too-new"})
