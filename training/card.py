@@ -29,7 +29,7 @@ def compute_model_id(tflite_path: Path) -> str:
 
 def write_card(path: Path, card: dict[str, Any]) -> None:
     """Write the card as indented JSON (NaN becomes null so that strict parsers accept it)."""
-    Path(path).write_text(json.dumps(_replace_nan(card), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    Path(path).write_text(json.dumps(replace_nan(card), indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
 def read_card(path: Path) -> dict[str, Any]:
@@ -41,11 +41,11 @@ def read_card(path: Path) -> dict[str, Any]:
     return card
 
 
-def _replace_nan(value: Any) -> Any:
+def replace_nan(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _replace_nan(item) for key, item in value.items()}
+        return {key: replace_nan(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_replace_nan(item) for item in value]
+        return [replace_nan(item) for item in value]
     return value

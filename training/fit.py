@@ -135,7 +135,7 @@ def build_card(config: TrainConfig, splits: Splits, model: BuiltModel, stages: d
     threshold, metrics, scores = evaluate_parts(tflite_path, splits)
     write_plots(config, splits, stages, threshold, metrics, scores)
     kernel, bias = model.head.get_weights()
-    feature_shape = [int(v) for v in model.exported.output_shape["features"][1:]]
+    feature_shape = [int(v) for v in model.base.output.shape[1:]]
     return {
         "model_id": card_module.compute_model_id(tflite_path),
         "name": card_module.get_model_name(config.modality),
@@ -154,7 +154,6 @@ def build_card(config: TrainConfig, splits: Splits, model: BuiltModel, stages: d
         "export_check": {"max_abs_difference": differences, "tolerance": 1e-4,
                          "images": len(splits.validation.labels)},
         "data_digest": splits.train.digest,
-        "data_dir": config.data_dir,
         "split": {
             "method": "grouped by patient_id or series_block (labels.csv), stratified by class, fixed seed",
             "seed": config.seed, "validation_fraction": config.validation_fraction,
