@@ -5,12 +5,16 @@ For a head ``logit = mean_hw(features) . w + b`` the CAM is
 its own, and its mean over the grid is exactly the model's logit. No
 TensorFlow and no gradients are needed.
 
-Rendering: ``sigmoid(cam)`` (0..1, 0.5 = no evidence either way) is upsampled
-bilinearly to the displayed image (the model saw the whole image stretched to
-a square, so the grid maps onto the whole image), coloured with a blue-to-red
-map and blended over the greyscale image with opacity ``0.6 * heat``, so
-regions with little evidence for "affected" stay nearly clear. The result is
-an RGB PNG at most 512 px on its longer side.
+Rendering (cheap on purpose: it runs for every request): ``heat = sigmoid(cam)``
+(0..1, 0.5 = no evidence either way) is upsampled bilinearly to a small image
+with the aspect ratio of the uploaded image (at most 96 px on its longer
+side; the model saw the whole image stretched to a square, so the grid maps
+onto the whole image), coloured with a blue-to-red "jet" map, and given an
+alpha of ``0.6 * heat``, so that regions with little evidence for "affected"
+stay nearly clear. The result is an RGBA PNG that the page stretches over the
+image it shows (browsers smooth it). For DICOM uploads, which browsers cannot
+show, :func:`render_image_png` gives the windowed greyscale picture to put
+under it.
 """
 
 from __future__ import annotations
@@ -20,21 +24,24 @@ import io
 import numpy as np
 from PIL import Image
 
-MAX_HEATMAP_SIDE = 512
+HEATMAP_MAX_SIDE = 96
+DISPLAY_MAX_SIDE = 512
 MAX_OPACITY = 0.6
 PNG_COMPRESS_LEVEL = 1
 
 
 def _build_colour_map() -> np.ndarray:
-    """256 x 3 uint8 'jet'-like map: blue -> cyan -> yellow -> red."""
+    """256 x 3 uint8 'jet' map: dark blue -> cyan -> yellow -> dark red."""
     position = np.linspace(0.0, 1.0, 256)
     red = np.clip(1.5 - np.abs(4.0 * position - 3.0), 0.0, 1.0)
     green = np.clip(1.5 - np.abs(4.0 * position - 2.0), 0.0, 1.0)
     blue = np.clip(1.5 - np.abs(4.0 * position - 1.0), 0.0, 1.0)
-    return (np.stack([red, green, blue], axis=1) * 255.0).astype(np.float32)
+    return np.round(np.stack([red, green, blue], axis=1) * 255.0).astype(np.uint8)
 
 
 COLOUR_MAP = _build_colour_map()
+_CHANNEL_TABLES = [COLOUR_MAP[:, channel].tolist() for channel in range(3)]
+_ALPHA_TABLE = [round(MAX_OPACITY * level) for level in range(256)]
 
 
 def compute_cam(features: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
@@ -42,25 +49,34 @@ def compute_cam(features: np.ndarray, weights: np.ndarray, bias: float) -> np.nd
     return (features.astype(np.float32) @ weights.astype(np.float32) + np.float32(bias)).astype(np.float32)
 
 
-def get_display_size(width: int, height: int, max_side: int = MAX_HEATMAP_SIDE) -> tuple[int, int]:
+def get_display_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     scale = min(1.0, max_side / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def render_heatmap_png(gray: np.ndarray, cam: np.ndarray, max_side: int = MAX_HEATMAP_SIDE) -> bytes:
-    """Blend the CAM over the greyscale image (0..255) and encode it as a PNG."""
-    height, width = gray.shape
-    size = get_display_size(width, height, max_side)
-    base = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8))
-    if base.size != size:
-        base = base.resize(size, Image.Resampling.BILINEAR)
-    heat_grid = 1.0 / (1.0 + np.exp(-np.clip(cam, -30.0, 30.0)))
-    heat = np.asarray(Image.fromarray(heat_grid.astype(np.float32)).resize(size, Image.Resampling.BILINEAR))
-    heat = np.clip(heat, 0.0, 1.0)
-    colours = COLOUR_MAP[(heat * 255.0).astype(np.uint8)]
-    opacity = (MAX_OPACITY * heat)[:, :, None]
-    grey = np.asarray(base, dtype=np.float32)[:, :, None]
-    blended = grey * (1.0 - opacity) + colours * opacity
+def _encode_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(blended.astype(np.uint8), "RGB").save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
+
+
+def render_heatmap_png(cam: np.ndarray, image_width: int, image_height: int,
+                       max_side: int = HEATMAP_MAX_SIDE) -> bytes:
+    """RGBA PNG colour map of ``sigmoid(cam)`` with the image's aspect ratio, to lay over the image."""
+    heat = 1.0 / (1.0 + np.exp(-np.clip(cam.astype(np.float32), -30.0, 30.0)))
+    grid = Image.fromarray(heat.astype(np.float32), "F")
+    size = get_display_size(image_width, image_height, max_side)
+    levels = Image.fromarray(np.clip(np.asarray(grid.resize(size, Image.Resampling.BILINEAR)) * 255.0 + 0.5,
+                                     0, 255).astype(np.uint8), "L")
+    bands = [levels.point(table) for table in _CHANNEL_TABLES] + [levels.point(_ALPHA_TABLE)]
+    return _encode_png(Image.merge("RGBA", bands))
+
+
+def render_image_png(gray: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
+    """Greyscale PNG (at most ``max_side`` px) of a decoded image, for inputs a browser cannot show."""
+    height, width = gray.shape
+    image = Image.fromarray(np.clip(gray + 0.5, 0, 255).astype(np.uint8), "L")
+    size = get_display_size(width, height, max_side)
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    return _encode_png(image)

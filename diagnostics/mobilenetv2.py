@@ -8,7 +8,7 @@ Options (all optional; from the node's configuration):
 ``num_threads``       LiteRT threads per invoke (default: CPU count)
 ``workers``           threads for decoding, inference and heatmaps (default: 2)
 ``max_batch``         most requests fused into one invoke (default: 8; 1 disables batching)
-``heatmap_max_side``  longest side of the heatmap PNG (default: 512)
+``heatmap_max_side``  longest side of the heatmap PNG (default: 96)
 ``max_file_bytes``, ``max_pixels``           upload limits (defaults in diagnostics.imaging)
 ``risk_levels``, ``risk_adjustment``, ``recommendations``   see diagnostics.fusion
 """
@@ -29,7 +29,7 @@ import numpy as np
 from diagnostics.batching import MicroBatcher
 from diagnostics.errors import DiagnosisError
 from diagnostics.fusion import DiagnosisConfig, ModelEvidence, compute_assessment
-from diagnostics.heatmap import MAX_HEATMAP_SIDE, compute_cam, render_heatmap_png
+from diagnostics.heatmap import HEATMAP_MAX_SIDE, compute_cam, render_heatmap_png, render_image_png
 from diagnostics.imaging import MODALITIES, ImageLimits, decode_image, validate_modality
 from diagnostics.model import DEFAULT_MAX_BATCH, LiteRTModel
 from diagnostics.plausibility import validate_chest_image
@@ -59,7 +59,7 @@ class MobileNetV2Plugin:
 
     def __init__(self, models: Mapping[str, LiteRTModel], config: DiagnosisConfig,
                  limits: ImageLimits = ImageLimits(), workers: int = DEFAULT_WORKERS,
-                 heatmap_max_side: int = MAX_HEATMAP_SIDE) -> None:
+                 heatmap_max_side: int = HEATMAP_MAX_SIDE) -> None:
         if not models:
             raise DiagnosisError("model-unavailable", "no model loaded; run training or set models_dir")
         self.models = dict(models)
@@ -110,13 +110,15 @@ class MobileNetV2Plugin:
         return PreparedImage(modality, decoded.pixels, tensor, decoded.source_format)
 
     def finish(self, prepared: PreparedImage, probability: float, features: np.ndarray) -> ModalityResult:
-        """Heatmap and model identity for one image."""
+        """Heatmap (and, for DICOM, a displayable picture) and model identity for one image."""
         card = self.models[prepared.modality].card
         cam = compute_cam(features, card.head_weights, card.head_bias)
+        height, width = prepared.pixels.shape
+        image_png = render_image_png(prepared.pixels) if prepared.source_format == "dicom" else None
         return ModalityResult(
             modality=prepared.modality, probability=probability, threshold=card.threshold, weight=0.0,
             model=ModelInfo(card.name, card.version, card.model_id), source_format=prepared.source_format,
-            heatmap_png=render_heatmap_png(prepared.pixels, cam, self.heatmap_max_side))
+            heatmap_png=render_heatmap_png(cam, width, height, self.heatmap_max_side), image_png=image_png)
 
     def _validate_request(self, images: Mapping[str, bytes], risk: RiskFactors | None) -> RiskFactors:
         if risk is None:
@@ -198,4 +200,4 @@ def create_plugin(options: Mapping[str, Any]) -> MobileNetV2Plugin:
                          max_pixels=int(options.get("max_pixels") or defaults.max_pixels))
     return MobileNetV2Plugin(load_models(options), DiagnosisConfig.from_options(options), limits,
                              workers=int(options.get("workers") or DEFAULT_WORKERS),
-                             heatmap_max_side=int(options.get("heatmap_max_side") or MAX_HEATMAP_SIDE))
+                             heatmap_max_side=int(options.get("heatmap_max_side") or HEATMAP_MAX_SIDE))

@@ -46,9 +46,15 @@ CT_MAX_MIDTONE_FRACTION = 0.20
 XRAY_MIN_MIDTONE_FRACTION = 0.15
 
 
-def compute_midtone_fraction(pixels: np.ndarray) -> float:
-    """Share of pixels with a grey level in [100, 200]."""
-    return float(np.mean((pixels >= MIDTONE_LOW) & (pixels <= MIDTONE_HIGH)))
+def compute_histogram(pixels: np.ndarray) -> np.ndarray:
+    """Counts of the 256 grey levels (values truncated to whole levels)."""
+    return np.bincount(np.clip(pixels, 0, 255).astype(np.uint8).ravel(), minlength=256)
+
+
+def compute_midtone_fraction(pixels: np.ndarray, histogram: np.ndarray | None = None) -> float:
+    """Share of pixels whose whole grey level is in [100, 200]."""
+    counts = compute_histogram(pixels) if histogram is None else histogram
+    return float(counts[int(MIDTONE_LOW):int(MIDTONE_HIGH) + 1].sum() / counts.sum())
 
 
 def validate_chest_image(pixels: np.ndarray, modality: str) -> None:
@@ -62,11 +68,12 @@ def validate_chest_image(pixels: np.ndarray, modality: str) -> None:
     if std < MIN_STD:
         raise ImageError("not-a-chest-image", f"image is almost uniform (standard deviation {std:.1f}); "
                                               "it looks blank")
-    levels = np.unique(np.clip(pixels, 0, 255).astype(np.uint8)).size
+    histogram = compute_histogram(pixels)
+    levels = int(np.count_nonzero(histogram))
     if levels < MIN_GREY_LEVELS:
         raise ImageError("not-a-chest-image", f"image has only {levels} grey levels; "
                                               "it looks like a drawing, text or a mask, not a radiological image")
-    midtones = compute_midtone_fraction(pixels)
+    midtones = compute_midtone_fraction(pixels, histogram)
     if modality == "ct" and midtones > CT_MAX_MIDTONE_FRACTION:
         raise ImageError("wrong-modality", f"{midtones:.0%} of pixels are mid-grey, as in a radiograph; a CT slice "
                                            "in a lung window has few. Check the declared modality, or export "

@@ -32,12 +32,18 @@ class ModalityResult:
     weight: float
     model: ModelInfo
     source_format: str
-    heatmap_png: bytes
+    heatmap_png: bytes  # RGBA colour map with the image's aspect ratio, to stretch over the image
+    image_png: bytes | None = None  # the windowed greyscale picture, for DICOM uploads only
 
     def to_dict(self) -> dict[str, Any]:
         return {"probability": self.probability, "threshold": self.threshold, "weight": self.weight,
                 "model": self.model.to_dict(), "source_format": self.source_format,
-                "heatmap_png": base64.b64encode(self.heatmap_png).decode("ascii")}
+                "heatmap_png": _encode_base64(self.heatmap_png),
+                "image_png": None if self.image_png is None else _encode_base64(self.image_png)}
+
+
+def _encode_base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 @dataclass(frozen=True)

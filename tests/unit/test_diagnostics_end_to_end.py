@@ -30,7 +30,7 @@ from PIL import Image
 from diagnostics import DISCLAIMER, DiagnosisError, RiskFactors, load_plugin
 from diagnostics.batching import MicroBatcher
 from diagnostics.fusion import ModelEvidence, compute_assessment
-from diagnostics.heatmap import compute_cam
+from diagnostics.heatmap import HEATMAP_MAX_SIDE, compute_cam
 from diagnostics.imaging import LUNG_WINDOW_LEVEL, LUNG_WINDOW_WIDTH, decode_image
 from diagnostics.preprocessing import to_model_input
 from tests.unit.test_diagnostics_helpers import (
@@ -56,9 +56,10 @@ def diagnosis_code(plugin: object, images: object, risk: object = RISK) -> str:
 
 def check_heatmap(png: bytes, data: bytes, modality: str) -> None:
     heatmap = Image.open(io.BytesIO(png))
-    source = decode_image(data, modality).pixels
-    assert heatmap.format == "PNG" and heatmap.mode == "RGB"
-    assert heatmap.size == (source.shape[1], source.shape[0])  # shared-data images are <= 512 px
+    height, width = decode_image(data, modality).pixels.shape
+    assert heatmap.format == "PNG" and heatmap.mode == "RGBA"
+    assert max(heatmap.size) == HEATMAP_MAX_SIDE
+    assert heatmap.size[0] / heatmap.size[1] == pytest.approx(width / height, rel=0.02)
 
 
 @pytest.mark.parametrize("modality", ["ct", "xray"])
@@ -154,6 +155,8 @@ def test_dicom_ct_slice_gives_the_result_of_its_windowed_png(plugin: object) -> 
     from_dicom = plugin.diagnose({"ct": path.read_bytes()}, RISK)
     from_png = plugin.diagnose({"ct": render_ct_slice_as_png(path)}, RISK)
     assert from_dicom.modalities["ct"].source_format == "dicom"
+    assert Image.open(io.BytesIO(from_dicom.modalities["ct"].image_png)).size == (128, 128)
+    assert from_png.modalities["ct"].image_png is None  # the page already has a PNG upload
     assert from_dicom.modalities["ct"].probability == pytest.approx(from_png.modalities["ct"].probability, abs=2e-3)
     assert (from_dicom.label, from_dicom.risk_level) == (from_png.label, from_png.risk_level)
 

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diagnostics.heatmap import COLOUR_MAP, MAX_HEATMAP_SIDE, compute_cam, get_display_size, render_heatmap_png
+from diagnostics.heatmap import (
+    COLOUR_MAP,
+    HEATMAP_MAX_SIDE,
+    MAX_OPACITY,
+    compute_cam,
+    get_display_size,
+    render_heatmap_png,
+    render_image_png,
+)
 
 
 def test_cam_hand_worked() -> None:
@@ -22,24 +30,39 @@ def test_cam_hand_worked() -> None:
 
 
 def test_display_size_keeps_aspect_and_caps_the_longer_side() -> None:
-    assert get_display_size(256, 256) == (256, 256)
-    assert get_display_size(1024, 512) == (MAX_HEATMAP_SIDE, 256)
-    assert get_display_size(400, 2000) == (102, MAX_HEATMAP_SIDE)
+    assert get_display_size(64, 64, 96) == (64, 64)
+    assert get_display_size(1024, 512, 96) == (96, 48)
+    assert get_display_size(400, 2000, 512) == (102, 512)
 
 
-def render(gray: np.ndarray, cam: np.ndarray) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(render_heatmap_png(gray, cam))).convert("RGB"), dtype=np.int32)
+def decode_rgba(png: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.mode == "RGBA"
+    return np.asarray(image, dtype=np.int32)
 
 
-def test_hot_region_is_red_where_the_cam_is_high_and_clear_where_it_is_low() -> None:
-    gray = np.full((300, 400), 100.0, np.float32)
+def test_hot_region_is_red_and_opaque_where_the_cam_is_high_and_clear_where_it_is_low() -> None:
     cam = np.full((4, 4), -12.0, np.float32)
     cam[0, 3] = 12.0  # top-right cell: strong evidence
-    image = render(gray, cam)
-    assert image.shape == (300, 400, 3)
-    red, green, blue = image[2, 397]
-    assert red > 110 and max(green, blue) < 50  # full heat: jet's dark red, 60 % opaque over grey 100
-    np.testing.assert_allclose(image[280, 20], (100, 100, 100), atol=2)  # no evidence: the image shows through
+    heatmap = decode_rgba(render_heatmap_png(cam, 400, 300))
+    assert heatmap.shape == (72, HEATMAP_MAX_SIDE, 4)  # the image's 4:3 aspect ratio
+    red, green, blue, alpha = heatmap[1, -2]
+    assert (red, green, blue) == tuple(COLOUR_MAP[255]) and alpha == round(255 * MAX_OPACITY)
+    assert heatmap[-2, 1, 3] == 0  # no evidence: fully transparent
+    assert tuple(heatmap[-2, 1, :3]) == tuple(COLOUR_MAP[0])
+
+
+def test_neutral_cam_is_half_heat() -> None:
+    heatmap = decode_rgba(render_heatmap_png(np.zeros((7, 7), np.float32), 256, 256))
+    assert np.all(heatmap[:, :, 3] == round(MAX_OPACITY * 128))
+
+
+def test_display_picture_of_a_dicom_image() -> None:
+    gray = np.tile(np.linspace(0, 255, 1024, dtype=np.float32), (768, 1))
+    image = Image.open(io.BytesIO(render_image_png(gray)))
+    assert image.mode == "L" and image.size == (512, 384)
+    row = np.asarray(image, dtype=np.int32)[200]
+    assert row[0] <= 1 and row[-1] >= 254 and np.all(np.diff(row) >= 0)
 
 
 def test_colour_map_runs_from_blue_to_red() -> None:
