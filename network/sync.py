@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -76,6 +76,7 @@ class BlockSync:
         self.rejected: OrderedDict[bytes, str] = OrderedDict()
         self.wakeup = asyncio.Event()
         self.blocks_connected = 0
+        self.blocks_received_from: Counter[bytes] = Counter()
 
     # ------------------------------------------------------------- requests
     def request_headers(self, peer: Peer, start: bytes | None = None) -> None:
@@ -184,6 +185,7 @@ class BlockSync:
             except ValidationError as error:
                 raise ProtocolViolation(f"invalid-block:{error.code}", error.message) from error
         self.received[block_hash] = Received(block, peer.member_id)
+        self.blocks_received_from[peer.member_id] += 1
         if block_hash not in self.tree and not self._is_parent_coming(block):
             self._on_orphan(peer, block)
 

@@ -294,3 +294,11 @@ class FakePeer:
 
 async def gather_all(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
     return list(await asyncio.gather(*awaitables))
+
+
+def build_chain(network: TestNetwork, miner: TestNode, count: int) -> list[Block]:
+    """``count`` valid blocks on the network's genesis, mined by ``miner``'s key, 1 s apart."""
+    from tests.builders import build_branch
+
+    assert network.genesis is not None
+    return build_branch(network.genesis.block, 0, miner.member, count, difficulty=network.genesis.params.difficulty)
