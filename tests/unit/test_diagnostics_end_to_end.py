@@ -139,26 +139,34 @@ def test_cam_mean_is_the_model_logit(plugin: object, shared_data_dir: Path) -> N
 # --- DICOM -------------------------------------------------------------------------------
 
 
-def render_ct_slice_as_png(path: Path) -> bytes:
-    """Lung window by hand, straight from the stored values, rounded to 8 bits."""
+def render_ct_slice_as_png(path: Path, bits: int) -> bytes:
+    """Lung window by hand, straight from the stored values, saved as an 8- or 16-bit PNG."""
     import pydicom
 
     dataset = pydicom.dcmread(path)
     hounsfield = dataset.pixel_array * float(dataset.RescaleSlope) + float(dataset.RescaleIntercept)
     low = LUNG_WINDOW_LEVEL - LUNG_WINDOW_WIDTH / 2
-    return encode_png(np.round(np.clip((hounsfield - low) / LUNG_WINDOW_WIDTH * 255, 0, 255)).astype(np.uint8))
+    windowed = np.clip((hounsfield - low) / LUNG_WINDOW_WIDTH, 0, 1)
+    if bits == 16:
+        return encode_png(np.round(windowed * 65535).astype(np.uint16))
+    return encode_png(np.round(windowed * 255).astype(np.uint8))
 
 
 def test_dicom_ct_slice_gives_the_result_of_its_windowed_png(plugin: object) -> None:
+    """16-bit rendering: equal within 1e-4; 8-bit rendering (rounding to 256 levels): same verdict."""
     require_models("ct")
     path = get_pydicom_file("CT_small.dcm")
     from_dicom = plugin.diagnose({"ct": path.read_bytes()}, RISK)
-    from_png = plugin.diagnose({"ct": render_ct_slice_as_png(path)}, RISK)
+    from_png16 = plugin.diagnose({"ct": render_ct_slice_as_png(path, 16)}, RISK)
+    from_png8 = plugin.diagnose({"ct": render_ct_slice_as_png(path, 8)}, RISK)
     assert from_dicom.modalities["ct"].source_format == "dicom"
     assert Image.open(io.BytesIO(from_dicom.modalities["ct"].image_png)).size == (128, 128)
-    assert from_png.modalities["ct"].image_png is None  # the page already has a PNG upload
-    assert from_dicom.modalities["ct"].probability == pytest.approx(from_png.modalities["ct"].probability, abs=2e-3)
-    assert (from_dicom.label, from_dicom.risk_level) == (from_png.label, from_png.risk_level)
+    assert from_png8.modalities["ct"].image_png is None  # the page already has a PNG upload
+    probability = from_dicom.modalities["ct"].probability
+    assert probability == pytest.approx(from_png16.modalities["ct"].probability, abs=1e-4)
+    assert probability == pytest.approx(from_png8.modalities["ct"].probability, abs=5e-3)
+    for rendering in (from_png16, from_png8):
+        assert (from_dicom.label, from_dicom.risk_level) == (rendering.label, rendering.risk_level)
 
 
 def test_dicom_radiograph_gives_the_result_of_the_png(plugin: object, shared_data_dir: Path) -> None:
