@@ -16,6 +16,7 @@ speaks the wire protocol directly for misbehaviour tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -245,6 +246,7 @@ class FakePeer:
             self.ws = await self.session.ws_connect(f"http://{node.config.host}:{node.port}{P2P_PATH}",
                                                     max_msg_size=4 * MAX_FRAME_BYTES)
         except aiohttp.WSServerHandshakeError as error:
+            await self.session.close()
             return error.status
         return 101
 
@@ -262,8 +264,10 @@ class FakePeer:
         await self.send_raw(encode_message(message))
 
     async def send_raw(self, frame: bytes) -> None:
+        """Send bytes as one binary frame (the node may hang up while a big one is still going out)."""
         assert self.ws is not None
-        await self.ws.send_bytes(frame)
+        with contextlib.suppress(ConnectionError):
+            await self.ws.send_bytes(frame)
 
     async def receive(self, wanted: type, timeout: float = DEFAULT_TIMEOUT_S) -> Any:
         """The next message of type ``wanted`` (others are kept in ``received``)."""
