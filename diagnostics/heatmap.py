@@ -7,7 +7,7 @@ TensorFlow and no gradients are needed.
 
 Rendering (cheap on purpose: it runs for every request): ``heat = sigmoid(cam)``
 (0..1, 0.5 = no evidence either way) is upsampled bilinearly to a small image
-with the aspect ratio of the uploaded image (at most 96 px on its longer
+with the aspect ratio of the uploaded image (at most 64 px on its longer
 side; the model saw the whole image stretched to a square, so the grid maps
 onto the whole image), coloured with a blue-to-red "jet" map, and given an
 alpha of ``0.6 * heat``, so that regions with little evidence for "affected"
@@ -24,7 +24,7 @@ import io
 import numpy as np
 from PIL import Image
 
-HEATMAP_MAX_SIDE = 96
+HEATMAP_MAX_SIDE = 64
 DISPLAY_MAX_SIDE = 512
 MAX_OPACITY = 0.6
 PNG_COMPRESS_LEVEL = 1
@@ -40,8 +40,9 @@ def _build_colour_map() -> np.ndarray:
 
 
 COLOUR_MAP = _build_colour_map()
-_CHANNEL_TABLES = [COLOUR_MAP[:, channel].tolist() for channel in range(3)]
-_ALPHA_TABLE = [round(MAX_OPACITY * level) for level in range(256)]
+# heat level (0..255) -> RGBA, looked up with one numpy indexing per heatmap
+RGBA_TABLE = np.concatenate(
+    [COLOUR_MAP, np.round(MAX_OPACITY * np.arange(256))[:, None].astype(np.uint8)], axis=1)
 
 
 def compute_cam(features: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
@@ -66,10 +67,8 @@ def render_heatmap_png(cam: np.ndarray, image_width: int, image_height: int,
     heat = 1.0 / (1.0 + np.exp(-np.clip(cam.astype(np.float32), -30.0, 30.0)))
     grid = Image.fromarray(heat.astype(np.float32), "F")
     size = get_display_size(image_width, image_height, max_side)
-    levels = Image.fromarray(np.clip(np.asarray(grid.resize(size, Image.Resampling.BILINEAR)) * 255.0 + 0.5,
-                                     0, 255).astype(np.uint8), "L")
-    bands = [levels.point(table) for table in _CHANNEL_TABLES] + [levels.point(_ALPHA_TABLE)]
-    return _encode_png(Image.merge("RGBA", bands))
+    levels = np.clip(np.asarray(grid.resize(size, Image.Resampling.BILINEAR)) * 255.0 + 0.5, 0, 255)
+    return _encode_png(Image.fromarray(RGBA_TABLE[levels.astype(np.uint8)], "RGBA"))
 
 
 def render_image_png(gray: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> bytes:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from diagnostics.errors import DiagnosisError
 
 MIN_INPUT_SIZE = 32
 DEFAULT_MAX_BATCH = 8
+# "auto" batching turns on only if a batched invoke is at least 10 % faster per image.
+BATCHING_GAIN = 0.9
 # The card's head must reproduce the model's own probability this closely.
 HEAD_CHECK_TOLERANCE = 1e-3
 
@@ -90,7 +93,7 @@ class LiteRTModel:
     """One exported model; ``predict`` is thread-safe (one lock per model)."""
 
     def __init__(self, model_dir: Path, num_threads: int | None = None,
-                 max_batch: int = DEFAULT_MAX_BATCH) -> None:
+                 max_batch: int = 1) -> None:
         model_dir = Path(model_dir)
         self.card = load_model_card(model_dir / "card.json")
         try:
@@ -102,13 +105,15 @@ class LiteRTModel:
             raise DiagnosisError("model-mismatch", f"{model_dir}: model.tflite has SHA-256 {digest}, "
                                                    f"but card.json says {self.card.model_id}")
         self.num_threads = num_threads
-        self.max_batch = max(1, int(max_batch))
+        self.max_batch = 1
+        self.batching_measurement: dict[str, float] = {}
         self._lock = threading.Lock()
         self._interpreters: dict[int, Any] = {}
         first = self._get_interpreter(1)
         self.dynamic_batch = int(first.get_input_details()[0]["shape_signature"][0]) == -1
         self._validate_signature(first)
         self._validate_head()
+        self.set_max_batch(max_batch)
 
     @property
     def input_size(self) -> int:
@@ -161,13 +166,24 @@ class LiteRTModel:
                                                    f"gives {float(probabilities[0]):.6f}; the card does not "
                                                    "belong to this model")
 
+    def set_max_batch(self, max_batch: int) -> None:
+        """Largest invoke; sizes are powers of two (a batch of 5 runs as 4 + 1), allocated now, not per request."""
+        self.max_batch = max(1, int(max_batch)) if self.dynamic_batch else 1
+        wanted = {2 ** power for power in range(self.max_batch.bit_length()) if 2 ** power <= self.max_batch}
+        with self._lock:
+            for size in set(self._interpreters) - wanted:
+                del self._interpreters[size]
+            for size in sorted(wanted):
+                self._get_interpreter(size)
+
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """float32 [n, S, S, 3] -> (probabilities [n], features [n, h, w, C])."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        step = self.max_batch if self.dynamic_batch else 1
         probabilities, features = [], []
-        for start in range(0, batch.shape[0], step):
-            chunk = batch[start:start + step]
+        start = 0
+        for size in get_chunk_sizes(batch.shape[0], self.max_batch):
+            chunk = batch[start:start + size]
+            start += size
             with self._lock:
                 interpreter = self._get_interpreter(chunk.shape[0])
                 interpreter.set_tensor(self._input_index, chunk)
@@ -175,3 +191,45 @@ class LiteRTModel:
                 probabilities.append(interpreter.get_tensor(self._probability_index)[:, 0])
                 features.append(interpreter.get_tensor(self._features_index))
         return np.concatenate(probabilities), np.concatenate(features)
+
+
+def get_chunk_sizes(count: int, max_batch: int | None = None) -> list[int]:
+    """Split ``count`` items into power-of-two invokes, largest first, none above ``max_batch``."""
+    largest = 1
+    while largest * 2 <= (max_batch if max_batch is not None else count):
+        largest *= 2
+    sizes, remaining, size = [], count, largest
+    while remaining:
+        while size > remaining:
+            size //= 2
+        sizes.append(size)
+        remaining -= size
+    return sizes
+
+
+def measure_batching(model: LiteRTModel, batch: int = DEFAULT_MAX_BATCH, repeats: int = 3) -> dict[str, float]:
+    """Seconds per image for ``batch`` single invokes and for one batched invoke (best of ``repeats``)."""
+    size = model.input_size
+    tensors = np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+    previous = model.max_batch
+    model.set_max_batch(batch)
+    single, batched = [], []
+    for _ in range(repeats + 1):  # the first round warms both paths up and is dropped
+        start = time.perf_counter()
+        for index in range(batch):
+            model.predict(tensors[index:index + 1])
+        single.append((time.perf_counter() - start) / batch)
+        start = time.perf_counter()
+        model.predict(tensors)
+        batched.append((time.perf_counter() - start) / batch)
+    model.set_max_batch(previous)
+    return {"single_s_per_image": min(single[1:]), "batched_s_per_image": min(batched[1:]), "batch": batch}
+
+
+def choose_max_batch(model: LiteRTModel, batch: int = DEFAULT_MAX_BATCH) -> tuple[int, dict[str, float]]:
+    """Batch only where it measurably pays: at least BATCHING_GAIN faster per image than single invokes."""
+    if not model.dynamic_batch:
+        return 1, {}
+    measured = measure_batching(model, batch)
+    faster = measured["batched_s_per_image"] < BATCHING_GAIN * measured["single_s_per_image"]
+    return (batch if faster else 1), measured

@@ -45,7 +45,7 @@ def test_hot_region_is_red_and_opaque_where_the_cam_is_high_and_clear_where_it_i
     cam = np.full((4, 4), -12.0, np.float32)
     cam[0, 3] = 12.0  # top-right cell: strong evidence
     heatmap = decode_rgba(render_heatmap_png(cam, 400, 300))
-    assert heatmap.shape == (72, HEATMAP_MAX_SIDE, 4)  # the image's 4:3 aspect ratio
+    assert heatmap.shape == (48, HEATMAP_MAX_SIDE, 4)  # the image's 4:3 aspect ratio
     red, green, blue, alpha = heatmap[1, -2]
     assert (red, green, blue) == tuple(COLOUR_MAP[255]) and alpha == round(255 * MAX_OPACITY)
     assert heatmap[-2, 1, 3] == 0  # no evidence: fully transparent

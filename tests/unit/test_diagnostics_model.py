@@ -76,3 +76,40 @@ def test_missing_files_are_reported(model_copy: Path) -> None:
     with pytest.raises(DiagnosisError) as caught:
         load_model_card(model_copy / "card.json")
     assert caught.value.code == "model-unavailable"
+
+
+def test_chunk_sizes_are_powers_of_two_within_the_limit() -> None:
+    from diagnostics.model import get_chunk_sizes
+
+    assert get_chunk_sizes(7, 8) == [4, 2, 1]
+    assert get_chunk_sizes(8, 8) == [8]
+    assert get_chunk_sizes(11, 8) == [8, 2, 1]
+    assert get_chunk_sizes(5, 1) == [1] * 5
+    assert get_chunk_sizes(6, 6) == [4, 2]
+
+
+def test_batch_interpreters_are_allocated_up_front_and_released(model_copy: Path) -> None:
+    model = LiteRTModel(model_copy)
+    model.set_max_batch(5)
+    assert sorted(model._interpreters) == [1, 2, 4]
+    model.set_max_batch(1)
+    assert sorted(model._interpreters) == [1]
+
+
+def test_auto_batching_follows_the_measurement(model_copy: Path) -> None:
+    from diagnostics.model import BATCHING_GAIN, choose_max_batch
+
+    model = LiteRTModel(model_copy, max_batch=2)
+    chosen, measured = choose_max_batch(model)
+    faster = measured["batched_s_per_image"] < BATCHING_GAIN * measured["single_s_per_image"]
+    assert chosen == (8 if faster else 1)
+    assert model.max_batch == 2 and sorted(model._interpreters) == [1, 2]  # measuring leaves it as it was
+
+
+@pytest.mark.parametrize("max_batch", [0, -2, "8", 2.5, True])
+def test_bad_max_batch_option_is_refused(model_copy: Path, max_batch: object) -> None:
+    from diagnostics import load_plugin
+
+    with pytest.raises(DiagnosisError) as caught:
+        load_plugin("mobilenetv2", {"models_dir": str(model_copy.parent), "max_batch": max_batch})
+    assert caught.value.code == "bad-config"
