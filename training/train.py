@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 def config_to_dict(config: TrainConfig) -> dict[str, object]:
     """The config as plain JSON values; paths relative to the repository root (portable cards)."""
     values = asdict(config)
-    for key in ("data_dir", "out_dir", "weights_path"):
+    values.pop("out_dir")  # where this copy was written says nothing about the model
+    for key in ("data_dir", "weights_path"):
         values[key] = os.path.relpath(str(values[key]), REPO_ROOT)
     return values
 
