@@ -110,25 +110,29 @@ def bench_stages(plugin: Any, data: bytes, modality: str, repeats: int) -> dict[
             for name, function in stages.items()}
 
 
-async def run_concurrent(plugin: Any, images: list[bytes], modality: str, rounds: int) -> float:
-    for _ in range(2):  # warm-up: thread pool, batch-size interpreters
+async def run_concurrent(plugin: Any, images: list[bytes], modality: str, rounds: int) -> tuple[float, list[int]]:
+    for _ in range(2):  # warm-up: thread pool
         await asyncio.gather(*(plugin.diagnose_async({modality: data}, RISK) for data in images))
+    batcher = plugin._get_batchers(asyncio.get_running_loop())[modality]
+    batcher.batch_sizes.clear()
     start = time.perf_counter()
     for _ in range(rounds):
         await asyncio.gather(*(plugin.diagnose_async({modality: data}, RISK) for data in images))
-    return len(images) * rounds / (time.perf_counter() - start)
+    return len(images) * rounds / (time.perf_counter() - start), list(batcher.batch_sizes)
 
 
 def bench_throughput(options: dict[str, Any], images: list[bytes], modality: str, rounds: int,
                      num_threads: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for label, max_batch in (("plugin_async_batched", 8), ("plugin_async_unbatched", 1)):
+    for label, max_batch in (("plugin_async_batched", 8), ("plugin_async_unbatched", 1),
+                             ("plugin_async_auto", "auto")):
         plugin = load_plugin("mobilenetv2", {**options, "max_batch": max_batch})
-        results[label] = asyncio.run(run_concurrent(plugin, images, modality, rounds))
-        if max_batch == 8:
-            sizes = plugin._batchers and next(iter(plugin._batchers.values()))[modality].batch_sizes
-            results["observed_batch_sizes"] = dict(sorted(
-                {size: sizes.count(size) for size in set(sizes)}.items())) if sizes else {}
+        rate, sizes = asyncio.run(run_concurrent(plugin, images, modality, rounds))
+        results[label] = rate
+        results[f"{label}_batches"] = {size: sizes.count(size) for size in sorted(set(sizes))}
+        if max_batch == "auto":
+            results["auto_choice"] = {"max_batch": plugin.models[modality].max_batch,
+                                      **plugin.models[modality].batching_measurement}
         plugin.close()
     size = json.loads((Path(options["models_dir"]) / modality / "card.json").read_text())["input_size"]
     tensors = np.stack([to_model_input(decode_image(data, modality).pixels, size) for data in images])
