@@ -49,6 +49,7 @@ PING_TIMEOUT_S = 20.0
 CONNECT_TIMEOUT_S = 5.0
 TICK_INTERVAL_S = 1.0  # request-timeout and reconnect housekeeping
 SEND_TIMEOUT_S = 10.0
+SHUTDOWN_GRACE_S = 2.0  # for sessions to close cleanly on stop
 
 # --- peers, discovery and bans ---------------------------------------------
 DEFAULT_MAX_PEERS = 16

@@ -33,6 +33,7 @@ from network.constants import (
     P2P_PATH,
     PING_INTERVAL_S,
     PING_TIMEOUT_S,
+    SHUTDOWN_GRACE_S,
     TICK_INTERVAL_S,
 )
 from network.discovery import Address, AddressBook, make_peers_message, parse_address
@@ -66,6 +67,8 @@ class PeerNetwork:
         self.settings = settings
         self.local = LocalIdentity(private_key, member_id, backend.chain_id, backend.params, settings.listen_port)
         self.peers: dict[bytes, Peer] = {}
+        self.no_sessions = asyncio.Event()
+        self.no_sessions.set()
         exempt = LOOPBACK_HOSTS if settings.listen_host in WILDCARD_HOSTS else (settings.listen_host,)
         self.bans = BanList(exempt_hosts=exempt)
         self.book = AddressBook(member_id, lambda m: m in backend.params.members_by_id)
@@ -110,14 +113,19 @@ class PeerNetwork:
         self._spawn(self._tick_loop(), "p2p-tick")
 
     async def stop(self) -> None:
+        """Close every session and stop every task (safe to call twice)."""
         for peer in self.get_peers():
             peer.close("shutting down")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                await self.no_sessions.wait()
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.client is not None:
             await self.client.close()
+            self.client = None
 
     def _spawn(self, coroutine: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coroutine)
@@ -212,6 +220,7 @@ class PeerNetwork:
         elif len(self.peers) >= self.settings.max_peers:
             raise PeerGone("no free peer slots")
         self.peers[peer.member_id] = peer
+        self.no_sessions.clear()
 
     def _initiator(self, peer: Peer) -> bytes:
         return self.local.member_id if peer.direction == "outbound" else peer.member_id
@@ -238,6 +247,8 @@ class PeerNetwork:
     async def _end_session(self, peer: Peer, writer: asyncio.Task[Any]) -> None:
         if self.peers.get(peer.member_id) is peer:
             del self.peers[peer.member_id]
+        if not self.peers:
+            self.no_sessions.set()
         peer.close(peer.closing or "closed")
         with contextlib.suppress(asyncio.TimeoutError, PeerGone, ConnectionError, aiohttp.ClientError):
             await asyncio.wait_for(writer, timeout=2.0)
@@ -284,8 +295,8 @@ class PeerNetwork:
     # ------------------------------------------------------------ housekeeping
     async def _tick_loop(self) -> None:
         while True:
-            await asyncio.sleep(TICK_INTERVAL_S)
             self.tick(time.monotonic())
+            await asyncio.sleep(TICK_INTERVAL_S)
 
     def tick(self, now: float) -> None:
         for peer in self.sync.find_stalled_peers(now):

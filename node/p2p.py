@@ -124,3 +124,11 @@ def setup_p2p(app: web.Application) -> None:
     """Attach the peer network: the /p2p WebSocket route and its cleanup context."""
     app.router.add_get(P2P_PATH, handle_p2p)
     app.cleanup_ctx.append(p2p_context)
+    app.on_shutdown.append(close_peers)
+
+
+async def close_peers(app: web.Application) -> None:
+    """On shutdown, before aiohttp waits for open handlers: end the peer sessions (the WebSocket handlers)."""
+    network = app.get(NETWORK)
+    if network is not None:
+        await network.stop()

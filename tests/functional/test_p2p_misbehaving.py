@@ -81,6 +81,7 @@ async def test_misbehaving_peers_are_banned_and_honest_nodes_converge(tmp_path: 
             await impostor.handshake()
         except (ConnectionError, TimeoutError):
             pass
+        await impostor.close()
         await wait_until(lambda: bans.is_banned(host="127.0.0.3"), 10, "the impostor's address to be banned")
         assert not bans.is_banned(member_id=rogues[0].member_id)
 
