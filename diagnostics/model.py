@@ -190,6 +190,8 @@ class LiteRTModel:
                 interpreter.invoke()
                 probabilities.append(interpreter.get_tensor(self._probability_index)[:, 0])
                 features.append(interpreter.get_tensor(self._features_index))
+        if len(probabilities) == 1:
+            return probabilities[0], features[0]
         return np.concatenate(probabilities), np.concatenate(features)
 
 
