@@ -4,19 +4,30 @@
     python run_node.py init --data-dir DIR --name "St. Mary's"
     python run_node.py genesis --member DIR [--member DIR ...] --out genesis.json
     python run_node.py node --data-dir DIR [--port P] [--peer HOST:PORT ...]
+    python run_node.py testnet --nodes N --base-port P --data-root DIR
+
+`testnet` creates N hospitals' keys and a shared genesis under DIR on the first
+run, starts N node processes on ports P..P+N-1 that connect to each other,
+prints each node's address and API token, and stops them all on Ctrl-C or
+SIGTERM. Run it again with the same DIR to continue the same chain.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
+import signal
+import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from node.config import NodeConfig
-from node.genesis import DEFAULT_DIFFICULTY, DEFAULT_MAX_REORG_DEPTH, build_genesis, write_genesis
+from node.config import DEFAULT_MODELS_DIR, NodeConfig
+from node.genesis import DEFAULT_DIFFICULTY, DEFAULT_MAX_REORG_DEPTH, build_genesis, load_genesis, write_genesis
 from node.identity import init_identity, load_identity
 
 
@@ -59,6 +70,109 @@ def command_node(args: argparse.Namespace) -> int:
     return 0
 
 
+TESTNET_READY_TIMEOUT_S = 120.0
+TESTNET_STOP_TIMEOUT_S = 15.0
+log = logging.getLogger("lungledger.testnet")
+
+
+def prepare_testnet(root: Path, count: int, difficulty: int) -> Path:
+    """Keys for each hospital and one shared genesis, created only where missing."""
+    for index in range(count):
+        data_dir = root / f"node{index}"
+        if not (data_dir / "node.key").exists():
+            init_identity(data_dir, f"Hospital {index + 1}")
+    genesis_path = root / "genesis.json"
+    members = [load_identity(root / f"node{i}").member for i in range(count)]
+    if genesis_path.exists():
+        listed = {m.member_id for m in load_genesis(genesis_path).params.members}
+        if listed != {m.member_id for m in members}:
+            raise ValueError(f"{genesis_path} lists {len(listed)} members, not these {count} nodes; "
+                             f"use the same --nodes as before or a new --data-root")
+    else:
+        write_genesis(genesis_path, build_genesis("lungledger-testnet", members, int(time.time() * 1000), difficulty))
+    return genesis_path
+
+
+def choose_plugin(no_diagnostics: bool) -> bool:
+    """True when the nodes can run the default diagnostic plug-in (models and loader present)."""
+    if no_diagnostics:
+        log.info("diagnostics disabled (--no-diagnostics): nodes run relay-only")
+        return False
+    model = DEFAULT_MODELS_DIR / "ct" / "model.tflite"
+    if not model.exists():
+        log.warning("no model at %s: nodes run relay-only (train and export the models to enable diagnoses)", model)
+        return False
+    spec = importlib.util.find_spec("diagnostics")
+    if spec is None or "load_plugin" not in (Path(spec.origin or "").read_text() if spec.origin else ""):
+        log.warning("diagnostics.load_plugin is not available: nodes run relay-only")
+        return False
+    return True
+
+
+def testnet_command(root: Path, index: int, count: int, base_port: int, genesis: Path, diagnostics: bool) -> list[str]:
+    neighbours = sorted({(index - 1) % count, (index + 1) % count} - {index})
+    command = [sys.executable, str(Path(__file__).resolve()), "node", "--data-dir", str(root / f"node{index}"),
+               "--genesis", str(genesis), "--host", "127.0.0.1", "--port", str(base_port + index)]
+    for other in neighbours:
+        command += ["--peer", f"127.0.0.1:{base_port + other}"]
+    return command if diagnostics else [*command, "--no-diagnostics"]
+
+
+def wait_until_serving(port: int, process: subprocess.Popen[bytes], deadline: float) -> bool:
+    url = f"http://127.0.0.1:{port}/api/v1/status"
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    return False
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + TESTNET_STOP_TIMEOUT_S
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("node pid %d did not stop in time; killing it", process.pid)
+            process.kill()
+            process.wait()
+
+
+def command_testnet(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s testnet %(levelname)s %(message)s")
+    root, count, base_port = Path(args.data_root).resolve(), args.nodes, args.base_port
+    if not 1 <= count <= 64 or not 1024 <= base_port <= 65535 - count:
+        raise ValueError("--nodes must be 1..64 and --base-port leave room for N ports below 65536")
+    genesis = prepare_testnet(root, count, args.difficulty)
+    diagnostics = choose_plugin(args.no_diagnostics)
+    stop_requested: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, frame: stop_requested.append(number))
+    processes = [subprocess.Popen(testnet_command(root, i, count, base_port, genesis, diagnostics)) for i in range(count)]
+    try:
+        deadline = time.monotonic() + TESTNET_READY_TIMEOUT_S
+        if not all(wait_until_serving(base_port + i, p, deadline) for i, p in enumerate(processes)):
+            print("error: not every node started; see the log lines above", file=sys.stderr)
+            return 1
+        for index in range(count):
+            identity = load_identity(root / f"node{index}")
+            print(f"{identity.name}: http://127.0.0.1:{base_port + index}/  api token {identity.api_token}", flush=True)
+        print(f"testnet of {count} nodes running (data in {root}); Ctrl-C stops it", flush=True)
+        while not stop_requested:
+            if any(p.poll() is not None for p in processes):
+                print("error: a node process exited; stopping the testnet", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        stop_all(processes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_node.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--plugin", default=None, help="diagnostic plug-in name (default mobilenetv2)")
     node.add_argument("--no-diagnostics", action="store_true", help="relay-only node, no diagnostic plug-in")
     node.set_defaults(handler=command_node)
+    testnet = sub.add_parser("testnet", help="run N local nodes (keys and genesis created on first run)")
+    testnet.add_argument("--nodes", type=int, default=3)
+    testnet.add_argument("--base-port", type=int, default=8601)
+    testnet.add_argument("--data-root", required=True)
+    testnet.add_argument("--difficulty", type=int, default=DEFAULT_DIFFICULTY)
+    testnet.add_argument("--no-diagnostics", action="store_true", help="relay-only nodes even if models are present")
+    testnet.set_defaults(handler=command_testnet)
     return parser
 
 
