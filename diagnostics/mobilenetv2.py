@@ -21,7 +21,7 @@ import os
 import weakref
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,7 @@ class MobileNetV2Plugin:
         evidence = [ModelEvidence(result.modality, result.probability, result.threshold,
                                   self.models[result.modality].card.auc) for result in results]
         assessment = compute_assessment(evidence, risk, self.config)
-        weighted = {result.modality: _with_weight(result, assessment.fusion.weights[result.modality])
+        weighted = {result.modality: replace(result, weight=assessment.fusion.weights[result.modality])
                     for result in results}
         return DiagnosisResult(
             plugin=self.name, modalities=weighted, fused_probability=assessment.fusion.probability,
@@ -158,12 +158,6 @@ class MobileNetV2Plugin:
             adjusted_probability=assessment.adjusted_probability, label=assessment.label,
             confidence=assessment.confidence, risk_level=assessment.risk_level,
             recommendations=assessment.recommendations, risk_factors=risk)
-
-
-def _with_weight(result: ModalityResult, weight: float) -> ModalityResult:
-    from dataclasses import replace
-
-    return replace(result, weight=weight)
 
 
 def load_models(options: Mapping[str, Any]) -> dict[str, LiteRTModel]:
