@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS best_chain (height INTEGER PRIMARY KEY, hash BLOB NOT
 CREATE TABLE IF NOT EXISTS records (
     record_id BLOB NOT NULL, block_hash BLOB NOT NULL, position INTEGER NOT NULL,
     PRIMARY KEY (record_id, block_hash));
+CREATE INDEX IF NOT EXISTS records_by_block ON records (block_hash);
 CREATE TABLE IF NOT EXISTS pending (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id BLOB UNIQUE NOT NULL, raw BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS details (record_id BLOB PRIMARY KEY, data BLOB NOT NULL);
