@@ -25,10 +25,32 @@ LOW_PERCENTILE = 1.0
 HIGH_PERCENTILE = 99.0
 
 
+def compute_percentiles(values: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """``np.percentile`` (linear method), from a 256-bin histogram when the pixels are 8-bit.
+
+    Most inputs are 8-bit images: counting 256 bins is ~10x cheaper than
+    partitioning the pixels, and gives the same order statistics.
+    """
+    as_bytes = values.astype(np.uint8)
+    if not np.array_equal(as_bytes, values):
+        low, high = np.percentile(values, percentiles)
+        return float(low), float(high)
+    cumulative = np.cumsum(np.bincount(as_bytes.ravel(), minlength=256))
+    last = values.size - 1
+    result = []
+    for percentile in percentiles:
+        position = last * percentile / 100.0
+        below = int(np.floor(position))
+        above = min(below + 1, last)
+        low_value, high_value = np.searchsorted(cumulative, [below, above], side="right")
+        result.append(float(low_value) + (position - below) * float(high_value - low_value))
+    return result[0], result[1]
+
+
 def normalise_intensity(gray: np.ndarray) -> np.ndarray:
     """Stretch the 1st..99th percentile range of a greyscale image to 0..255."""
     values = np.asarray(gray, dtype=np.float32)
-    low, high = np.percentile(values, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    low, high = compute_percentiles(values, (LOW_PERCENTILE, HIGH_PERCENTILE))
     if high - low < 1e-6:
         return np.zeros_like(values, dtype=np.float32)
     stretched = (values - low) * (255.0 / (high - low))
