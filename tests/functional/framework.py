@@ -128,7 +128,7 @@ class TestNode:
 
     async def add_record(self) -> DiagnosisRecord:
         """Create, sign and durably queue one record of this node, and wake its miner."""
-        record = make_record(self.member, created_ms=int(time.time() * 1000))
+        record = make_record(self.member, created_ms=int(time.time() * 1000), record_id=os.urandom(16))
         await self.chain.add_pending_record(record)
         self.miner.wake()
         return record

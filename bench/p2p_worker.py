@@ -1,0 +1,93 @@
+"""One benchmark node in its own process, driven over stdin/stdout.
+
+    python bench/p2p_worker.py --data-dir D --genesis G --port P [--peer H:P ...]
+
+Prints ``READY`` once serving, then ``BEST <hash> <height> <time_ns> <source>``
+each time the best tip changes. Commands on stdin: ``mine`` (add a signed
+record and wake the miner), ``peers`` (prints ``PEERS <n>``), ``stats``
+(prints ``STATS <frames sent>``), ``quit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiohttp import web  # noqa: E402
+
+from node.app import CHAIN, IDENTITY, MINER, create_app  # noqa: E402
+from node.config import NodeConfig  # noqa: E402
+from node.p2p import NETWORK  # noqa: E402
+from node.store import AddResult  # noqa: E402
+from tests.builders import MemberKeys, make_record  # noqa: E402
+
+
+def emit(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def handle_commands(app: web.Application) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().strip():
+        if line == "mine":
+            identity = app[IDENTITY]
+            record = make_record(MemberKeys(identity.private_key, identity.member), created_ms=int(time.time() * 1000),
+                                 record_id=os.urandom(16))
+            await app[CHAIN].add_pending_record(record)
+            app[MINER].wake()
+        elif line == "peers":
+            emit(f"PEERS {len(app[NETWORK].peers)}")
+        elif line == "stats":
+            emit(f"STATS {app[NETWORK].frames_sent}")
+        elif line == "quit":
+            return
+
+
+async def run(config: NodeConfig) -> None:
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
+    await runner.setup()
+    await web.TCPSite(runner, config.host, config.port).start()
+    chain = app[CHAIN]
+
+    async def on_blocks(results: Sequence[AddResult], source: Any) -> None:
+        if any(r.became_best for r in results):
+            tip = chain.store.tip
+            emit(f"BEST {tip.block_hash.hex()} {tip.height} {time.time_ns()} {source if isinstance(source, str) else 'peer'}")
+
+    chain.listeners.append(on_blocks)
+    emit("READY")
+    try:
+        await handle_commands(app)
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--genesis", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--peer", action="append", default=[])
+    parser.add_argument("--log-level", default=os.environ.get("P2P_WORKER_LOG", "WARNING"))
+    args = parser.parse_args()
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.port} %(name)s %(message)s")
+    config = NodeConfig(data_dir=Path(args.data_dir), port=args.port, genesis_path=Path(args.genesis),
+                        peers=tuple(args.peer), plugin="none", outbound_peers=0, log_level=args.log_level)
+    asyncio.run(run(config))
+
+
+if __name__ == "__main__":
+    main()
