@@ -1,0 +1,69 @@
+"""Bans expire and spare the own host; backoff doubles up to its cap; the header tree fetches lowest first."""
+
+from __future__ import annotations
+
+import pytest
+
+from consensus.builders import compute_block_meta
+from network.bans import BanList
+from network.constants import RECONNECT_BACKOFF_MAX_S, RECONNECT_BACKOFF_MIN_S
+from network.discovery import AddressBook, Backoff, parse_address
+from network.headers import HeaderTree
+from network.messages import PeerAddress
+from tests.builders import build_branch, make_chain, make_member
+
+
+def test_ban_expires_and_own_host_is_exempt() -> None:
+    now = [1000.0]
+    bans = BanList(exempt_hosts={"127.0.0.1"}, clock=lambda: now[0], duration_s=60)
+    keys = bans.ban("malformed-frame", member_id=b"m" * 16, host="127.0.0.1")
+    assert keys == ["member:" + (b"m" * 16).hex()]
+    bans.ban("oversized-frame", host="10.0.0.9")
+    assert bans.get_ban(host="10.0.0.9").reason == "oversized-frame"  # type: ignore[union-attr]
+    assert bans.is_banned(member_id=b"m" * 16) and not bans.is_banned(host="127.0.0.1")
+    now[0] += 61
+    assert not bans.is_banned(member_id=b"m" * 16) and not bans.is_banned(host="10.0.0.9")
+
+
+def test_backoff_doubles_to_cap_and_resets() -> None:
+    backoff, delays = Backoff(), []
+    for _ in range(12):
+        delays.append(backoff.delay_s)
+        backoff.on_failure(0.0)
+    assert delays[:3] == [RECONNECT_BACKOFF_MIN_S, 2 * RECONNECT_BACKOFF_MIN_S, 4 * RECONNECT_BACKOFF_MIN_S]
+    assert max(delays) == RECONNECT_BACKOFF_MAX_S
+    backoff.on_success()
+    assert backoff.delay_s == RECONNECT_BACKOFF_MIN_S and backoff.next_attempt == 0.0
+
+
+def test_address_book_keeps_members_only() -> None:
+    members = {b"a" * 16, b"b" * 16}
+    book = AddressBook(b"a" * 16, lambda m: m in members)
+    for member_id in (b"a" * 16, b"b" * 16, b"x" * 16):
+        book.learn(PeerAddress("127.0.0.1", 9000, member_id))
+    assert list(book.learned) == [b"b" * 16]
+    assert book.get_candidates(set(), set()) == [("127.0.0.1", 9000)]
+    assert book.get_candidates({b"b" * 16}, set()) == []
+
+
+@pytest.mark.parametrize("text", ["nohost", ":80", "host:", "host:99999", "host:x"])
+def test_bad_peer_addresses_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_address(text)
+
+
+def test_header_tree_fetches_lowest_first_from_sources_and_drops_descendants() -> None:
+    member = make_member("A", 7)
+    params, genesis = make_chain([member])
+    blocks = build_branch(genesis, 0, member, 5)
+    tree = HeaderTree()
+    for block in reversed(blocks):
+        tree.add(block.header, b"peer-1")
+    assert tree.take_wanted(2, 100, lambda h: b"peer-2" in tree.sources[h]) == []
+    first_two = tree.take_wanted(2, 100, lambda h: True)
+    assert first_two == [blocks[0].block_hash, blocks[1].block_hash]
+    assert tree.take_wanted(10, 3, lambda h: True) == [blocks[2].block_hash]  # height limit 3
+    dropped = tree.remove_descendants(blocks[1].block_hash)
+    assert set(dropped) == {b.block_hash for b in blocks[2:]}
+    assert len(tree) == 2
+    assert compute_block_meta(blocks[0], 0).height == 1
