@@ -27,7 +27,16 @@ from consensus.types import Block, DiagnosisRecord
 from consensus.validation import BlockMeta
 from diagnostics.errors import DiagnosisError
 from diagnostics.risk import RiskFactors
-from node.records import RecordEvidence, RecordError, RecordKeys, build_record, derive_record_keys, parse_details, verify_record
+from node.records import (
+    RecordError,
+    RecordEvidence,
+    RecordKeys,
+    build_record,
+    derive_record_keys,
+    normalise_patient_ref,
+    parse_details,
+    verify_record,
+)
 from node.store import ChainStore
 
 log = logging.getLogger("lungledger.api")
@@ -425,9 +434,10 @@ async def run_diagnosis(request: web.Request) -> tuple[dict[str, Any], dict[str,
     images, fields = await read_diagnosis_form(request)
     patient_ref = fields.pop("patient_ref", None)
     try:
+        normalise_patient_ref(patient_ref)
         risk = RiskFactors.from_mapping(fields)
         result = await plugin.diagnose_async(images, risk)
-    except DiagnosisError as error:
+    except (DiagnosisError, RecordError) as error:
         raise diagnosis_error(error) from None
     return result.to_dict(), images, patient_ref
 
