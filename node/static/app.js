@@ -145,7 +145,8 @@ function renderResult(reply, files) {
   $("result-label").textContent = result.label === "affected" ? "Affected" : "Normal";
   $("result-confidence").textContent = `${Number(result.confidence).toFixed(0)} %`;
   $("result-probability").textContent = percent(result.adjusted_probability);
-  $("result-bar").style.width = percent(result.adjusted_probability);
+  $("result-bar").style.width = `${(100 * result.adjusted_probability).toFixed(1)}%`;
+  $("result-bar").className = `fill-${String(result.risk_level).toLowerCase()}`;
   $("result-modalities").replaceChildren(
     ...Object.entries(result.modalities).map(([name, entry]) => renderModality(name, entry, files[name])));
   $("result-recommendations").replaceChildren(...result.recommendations.map((text) => el("li", {}, text)));
@@ -168,7 +169,10 @@ async function followRecord(recordId) {
   const deadline = Date.now() + MINED_DEADLINE_MS;
   while (Date.now() < deadline && $("result-record").dataset.recordId === recordId) {
     try {
-      if (renderChainPosition(await api(`/records/${recordId}`))) return;
+      if (renderChainPosition(await api(`/records/${recordId}`))) {
+        refreshStatus();
+        return;
+      }
     } catch (error) {
       if (!(error instanceof ApiFailure && error.status === 404)) throw error;
     }
@@ -251,7 +255,8 @@ async function showRecord(recordId) {
     ["Confirmations", reply.confirmations], ["Hospital", record.member_name || record.member_id],
     ["Created", formatTime(record.created_ms)], ["Modalities", record.modalities.join(", ")],
     ["Probabilities", record.probabilities_ppm.map((ppm) => percent(ppm / 1e6)).join(", ")],
-    ["Fused", percent(record.fused_ppm / 1e6)], ["Label", record.label], ["Risk level", record.risk_level],
+    ["Fused", percent(record.fused_ppm / 1e6)], ["Label", record.label],
+    ["Risk level", el("span", { class: `tag risk-${record.risk_level.toLowerCase()}` }, record.risk_level)],
     ["Image digests (keyed)", record.image_digests.join(" "), true], ["Model ids", record.model_ids.join(" "), true],
     ["Details digest", record.details_digest, true],
     ["Merkle proof", reply.merkle_proof ? `${reply.merkle_proof.length} step(s) to root ${shortHash(reply.merkle_root, 8)}` : "–"]]);
