@@ -305,9 +305,12 @@ class BlockSync:
         if result.failure == "invalid":
             self._on_invalid(batch[failed_index], result, rest)
         else:
-            # duplicate (arrived another way) or parent missing: the rest waits again.
-            self.tree.remove(batch[failed_index].block.block_hash)
-            for item in rest:
+            # A duplicate (it arrived another way) is done with; after a missing parent
+            # (a reorg raced us) the block itself waits again too.
+            waiting = rest if result.failure == "duplicate" else batch[failed_index:]
+            if result.failure == "duplicate":
+                self.tree.remove(batch[failed_index].block.block_hash)
+            for item in waiting:
                 self.received[item.block.block_hash] = item
             self.wakeup.set()
 
