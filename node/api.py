@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.merkle import compute_merkle_proof
 from consensus.types import Block, DiagnosisRecord
@@ -400,7 +401,7 @@ async def read_diagnosis_form(request: web.Request) -> tuple[dict[str, bytes], d
             await read_form_part(part, images, fields, budget)
         else:
             raise ApiError(400, "bad-form", f"at most {MAX_PARTS} form fields are accepted")
-    except (ValueError, AssertionError, RuntimeError) as error:  # aiohttp's parser reports malformed bodies so
+    except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as error:  # malformed multipart
         raise ApiError(400, "bad-form", f"the multipart body cannot be parsed: {error}") from error
     if not images:
         raise ApiError(400, "no-image", "attach at least one image: a file field named xray and/or ct")
