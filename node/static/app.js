@@ -336,15 +336,17 @@ async function loadPeers() {
   try {
     const reply = await api("/peers");
     const rows = reply.peers.map((peer) => el("tr", {},
-      el("td", {}, peer.name || shortHash(peer.node_id || peer.member_id || "", 6)),
-      el("td", { class: "mono" }, peer.address || peer.url || "–"),
+      el("td", {}, peer.name || shortHash(peer.peer_id || "", 6)),
+      el("td", { class: "mono" }, peer.address || "–"),
       el("td", {}, peer.height ?? "–"),
-      el("td", {}, peer.direction || (peer.inbound === true ? "inbound" : peer.inbound === false ? "outbound" : "–"))));
+      el("td", {}, peer.direction || "–"),
+      el("td", {}, peer.ping_ms == null ? "–" : `${peer.ping_ms} ms`),
+      el("td", {}, peer.connected_s == null ? "–" : `${Math.round(peer.connected_s)} s`)));
     $("peers-body").replaceChildren(...(rows.length ? rows
-      : [el("tr", { class: "empty" }, el("td", { colspan: "4" }, "No peers connected."))]));
+      : [el("tr", { class: "empty" }, el("td", { colspan: "6" }, "No peers connected."))]));
     $("peers-note").textContent = reply.bootstrap.length ? `Bootstrap peers: ${reply.bootstrap.join(", ")}` : "";
   } catch (error) {
-    $("peers-body").replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: "4" }, describeFailure(error))));
+    $("peers-body").replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: "6" }, describeFailure(error))));
   }
   if (lastStatus) {
     $("members-list").replaceChildren(...lastStatus.members.map((member) =>
