@@ -18,7 +18,8 @@ from training.data import LoadedData
 from training.export import check_tflite_matches, export_tflite
 from training.litert import run_tflite
 from training.metrics import choose_threshold, compute_confusion, summarise
-from training.model import WEIGHTS_SHA256, BuiltModel, apply_fine_tuning, build_model, compile_classifier
+from training.model import BuiltModel, apply_fine_tuning, build_model, compile_classifier
+from training.weights import WEIGHTS_SHA256
 from training.plots import plot_confusion, plot_history, plot_roc
 
 if TYPE_CHECKING:

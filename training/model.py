@@ -8,22 +8,17 @@ model must be recompiled after every change of ``trainable``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
-from training.data import REPO_ROOT
+from training.weights import WeightsError, default_weights_path, validate_weights
+
+__all__ = ["WeightsError", "default_weights_path", "build_model", "apply_fine_tuning", "compile_classifier"]
 
 ALPHA = 0.35
-WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
-WEIGHTS_SHA256 = "d43c70f8ea04b1087170401b2f4739f41b94200e30892ea8d050ac65779146c6"
 FEATURES_LAYER = "out_relu"
-
-
-class WeightsError(RuntimeError):
-    """The ImageNet weights are missing or wrong; we never fall back to random weights."""
 
 
 @dataclass(frozen=True)
@@ -34,23 +29,6 @@ class BuiltModel:
     exported: keras.Model
     base: keras.Model
     head: keras.layers.Dense
-
-
-def default_weights_path() -> Path:
-    """``../shared/weights/<file>`` relative to the repository root."""
-    return (REPO_ROOT / ".." / "shared" / "weights" / WEIGHTS_FILE).resolve()
-
-
-def validate_weights(path: Path) -> None:
-    """Raise WeightsError unless ``path`` is the expected ImageNet weights file."""
-    if not Path(path).is_file():
-        raise WeightsError(
-            f"ImageNet weights not found at {path}. Pass --weights with the path of {WEIGHTS_FILE} "
-            "(see ../shared/weights/README.md); training from random weights is not supported."
-        )
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    if digest != WEIGHTS_SHA256:
-        raise WeightsError(f"{path} has SHA-256 {digest}, expected {WEIGHTS_SHA256} (MobileNetV2 alpha 0.35 no-top)")
 
 
 def build_model(input_size: int, weights_path: Path, dropout: float) -> BuiltModel:

@@ -21,8 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import CLASS_NAMES, REPO_ROOT, LoadedData, default_data_dir, load_data, select
+from training.data import (
+    CLASS_NAMES,
+    REPO_ROOT,
+    DataError,
+    LoadedData,
+    default_data_dir,
+    list_records,
+    load_data,
+    select,
+)
 from training.split import get_indices, split_groups
+from training.weights import WeightsError, default_weights_path, validate_weights
 
 DEFAULTS = {
     # CT slices: a tumour can sit in either lung, so a left-right mirror keeps the
@@ -101,14 +111,14 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--epochs-stage1", type=int, default=TrainConfig.epochs_stage1)
     parser.add_argument("--epochs-stage2", type=int, default=TrainConfig.epochs_stage2)
+    parser.add_argument("--learning-rate-stage1", type=float, default=TrainConfig.learning_rate_stage1)
+    parser.add_argument("--learning-rate-stage2", type=float, default=TrainConfig.learning_rate_stage2)
     parser.add_argument("--patience", type=int, default=TrainConfig.patience)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--flip", choices=("on", "off", "default"), default="default",
                         help="horizontal flip augmentation (default: on for ct, off for xray)")
     parser.add_argument("--version", default=TrainConfig.version)
     args = parser.parse_args(argv)
-    from training.model import default_weights_path
-
     defaults = DEFAULTS[args.modality]
     flip = defaults["horizontal_flip"] if args.flip == "default" else args.flip == "on"
     return TrainConfig(
@@ -117,7 +127,8 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         out_dir=str(Path(args.out).resolve() if args.out else REPO_ROOT / "models" / args.modality),
         weights_path=str(Path(args.weights).resolve() if args.weights else default_weights_path()),
         input_size=args.input_size, batch_size=args.batch_size, epochs_stage1=args.epochs_stage1,
-        epochs_stage2=args.epochs_stage2, patience=args.patience, seed=args.seed,
+        epochs_stage2=args.epochs_stage2, learning_rate_stage1=args.learning_rate_stage1,
+        learning_rate_stage2=args.learning_rate_stage2, patience=args.patience, seed=args.seed,
         horizontal_flip=flip, fill_mode=str(defaults["fill_mode"]), version=args.version,
     )
 
@@ -128,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from training.fit import run_training  # TensorFlow is imported only from here on
 
+    try:
+        validate_weights(Path(config.weights_path))  # fail before minutes of loading, never train from random
+        list_records(Path(config.data_dir))
+    except (WeightsError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     print(f"loading {config.modality} images from {config.data_dir} at {config.input_size}px", flush=True)
     data = load_data(Path(config.data_dir), config.modality, config.input_size)

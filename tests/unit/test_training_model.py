@@ -36,3 +36,17 @@ def test_fine_tuning_unfreezes_only_the_last_layers_without_batchnorm() -> None:
     trainable = [layer for layer in built.base.layers if layer.trainable and layer.weights]
     assert trainable and all(layer in built.base.layers[-30:] for layer in trainable)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+
+
+@pytest.mark.parametrize("argument", ["--weights", "--data"])
+def test_training_command_refuses_missing_inputs(tmp_path: Path, argument: str) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "training.train", "--modality", "ct", argument, str(tmp_path / "absent"),
+               "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and ("--weights" in result.stderr or "cancer/" in result.stderr)
+    assert not (tmp_path / "out").exists()
