@@ -70,5 +70,10 @@ class BanList:
     def is_banned(self, member_id: bytes | None = None, host: str | None = None) -> bool:
         return self.get_ban(member_id, host) is not None
 
+    def get_banned_members(self) -> set[bytes]:
+        now = self.clock()
+        return {bytes.fromhex(ban.key.removeprefix("member:")) for ban in self.bans.values()
+                if ban.key.startswith("member:") and ban.until > now}
+
     def unban_all(self) -> None:
         self.bans.clear()

@@ -330,11 +330,8 @@ class PeerNetwork:
         ]
         outbound = sum(1 for p in self.peers.values() if p.direction == "outbound") + len(self.dialing) + len(due)
         room = max(0, self.settings.outbound_peers - outbound)
-        learned = self.book.get_candidates(connected | {m for m in self.bans_members()}, self.dialing | set(due))
+        learned = self.book.get_candidates(connected | self.bans.get_banned_members(), self.dialing | set(due))
         return due + learned[:room]
-
-    def bans_members(self) -> list[bytes]:
-        return [bytes.fromhex(key[7:]) for key in self.bans.bans if key.startswith("member:")]
 
     def get_peer_summaries(self) -> list[dict[str, Any]]:
         return [

@@ -21,6 +21,7 @@ def test_ban_expires_and_own_host_is_exempt() -> None:
     bans.ban("oversized-frame", host="10.0.0.9")
     assert bans.get_ban(host="10.0.0.9").reason == "oversized-frame"  # type: ignore[union-attr]
     assert bans.is_banned(member_id=b"m" * 16) and not bans.is_banned(host="127.0.0.1")
+    assert bans.get_banned_members() == {b"m" * 16}
     now[0] += 61
     assert not bans.is_banned(member_id=b"m" * 16) and not bans.is_banned(host="10.0.0.9")
 
