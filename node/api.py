@@ -443,20 +443,39 @@ async def run_diagnosis(request: web.Request) -> tuple[dict[str, Any], dict[str,
     return result.to_dict(), images, patient_ref
 
 
-async def post_diagnosis(request: web.Request) -> web.Response:
-    keys = _app_keys()
+def check_diagnosis_request(request: web.Request) -> tuple[str, float]:
+    """Token, plug-in present, query parameters; returns (wait, timeout in seconds)."""
     require_token(request)
-    if request.app[keys.PLUGIN] is None:
+    if request.app[_app_keys().PLUGIN] is None:
         raise ApiError(503, "relay-only", "this node runs without a diagnostic plug-in (relay only); "
                                           "send diagnoses to a node started with a plug-in")
     wait = request.query.get("wait", "")
     if wait not in ("", "mined"):
         raise ApiError(400, "bad-parameter", "wait must be 'mined' (or left out)")
     timeout = parse_int(request, "timeout", int(WAIT_DEFAULT_S), 1, int(WAIT_MAX_S)) or WAIT_DEFAULT_S
-    slots = request.app[DIAGNOSIS_SLOTS]
+    return wait, float(timeout)
+
+
+async def store_diagnosis(request: web.Request, result: dict[str, Any], images: dict[str, bytes],
+                          patient_ref: str | None) -> DiagnosisRecord:
+    """Build and sign the record, commit it with its details, wake the miner (acknowledge only after this)."""
+    keys = _app_keys()
+    chain, identity = request.app[keys.CHAIN], request.app[keys.IDENTITY]
+    try:
+        new = build_record(result, images, patient_ref, identity.private_key, identity.member_id,
+                           request.app[RECORD_KEYS], chain.clock_ms())
+    except RecordError as error:
+        raise diagnosis_error(error) from None
+    await chain.add_pending_record(new.record, new.details_bytes)
+    request.app[keys.MINER].wake()
+    return new.record
+
+
+async def post_diagnosis(request: web.Request) -> web.Response:
+    wait, timeout = check_diagnosis_request(request)
+    slots, metrics = request.app[DIAGNOSIS_SLOTS], get_metrics(request.app)
     if slots.locked():
         raise ApiError(429, "busy", "too many diagnoses in progress; retry shortly", {"Retry-After": "1"})
-    metrics = get_metrics(request.app)
     started = time.perf_counter()
     async with slots:
         try:
@@ -465,21 +484,14 @@ async def post_diagnosis(request: web.Request) -> web.Response:
             if metrics is not None:
                 metrics.diagnoses.labels(outcome="refused").inc()
             raise
-    chain, store = get_chain_store(request)
-    identity = request.app[keys.IDENTITY]
-    try:
-        new = build_record(result, images, patient_ref, identity.private_key, identity.member_id,
-                           request.app[RECORD_KEYS], chain.clock_ms())
-    except RecordError as error:
-        raise diagnosis_error(error) from None
-    await chain.add_pending_record(new.record, new.details_bytes)  # durable before we acknowledge
-    request.app[keys.MINER].wake()
+    record = await store_diagnosis(request, result, images, patient_ref)
     if metrics is not None:
         metrics.diagnosis_seconds.observe(time.perf_counter() - started)
         metrics.diagnoses.labels(outcome="recorded").inc()
+    chain, store = get_chain_store(request)
     if wait == "mined":
-        await wait_until_mined(chain, store, new.record.record_id, float(timeout))
-    body = await chain.run(read_diagnosis, store, new.record.record_id)
+        await wait_until_mined(chain, store, record.record_id, timeout)
+    body = await chain.run(read_diagnosis, store, record.record_id)
     body["wait"] = {"requested": wait or None, "timed_out": bool(wait) and body["status"] != "mined"}
     return json_reply(body, status=202)
 
