@@ -11,6 +11,7 @@ Plan:
    the chain status; /records/{id}/verify says intact.
 4. Tampering with the stored off-chain details makes verify say tampered.
 5. Bad inputs get 4xx with the plug-in's reason code; the node keeps serving.
+   A DICOM CT slice is accepted; an MR slice declared as CT is refused.
 6. While the miner is stopped the record is pending: /records and
    /verify say so, and ?wait=mined&timeout=1 returns 202 with timed_out.
 7. Eight concurrent uploads are all acknowledged and all mined.
@@ -213,3 +214,14 @@ async def test_latency_of_single_uploads(node: RunningNode) -> None:
     print(f"\nPOST /diagnoses (CT, stored + queued) p50 {1000 * statistics.median(timings):.0f} ms, "
           f"max {1000 * max(timings):.0f} ms over {len(timings)}")
     assert statistics.median(timings) < 5.0
+
+
+async def test_dicom_upload(node: RunningNode) -> None:
+    from pydicom.data import get_testdata_file
+
+    ct_slice = Path(get_testdata_file("CT_small.dcm"))
+    status, reply = await node.post_diagnosis({"ct": ct_slice}, query="?wait=mined")
+    assert status == 202, reply
+    assert reply["result"]["modalities"]["ct"]["source_format"] == "dicom" and reply["status"] == "mined"
+    status, body = await node.post_diagnosis({"ct": Path(get_testdata_file("MR_small.dcm"))})
+    assert (status, body["error"]) == (422, "wrong-modality")
