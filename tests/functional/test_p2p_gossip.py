@@ -7,6 +7,8 @@ Plan:
 3. Node 0 accepts it and announces it to node 1, which fetches it.
 4. Node 0 never announced that block to the announcer (checked after a
    ping/pong round trip, since frames on a connection arrive in order).
+5. Orphans: an announced block three heights ahead is fetched, then each
+   missing parent from the same peer, and all connect.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from network.messages import Announce, Blocks, GetBlocks, Ping, Pong
-from tests.builders import make_member, mine_block
+from tests.builders import build_branch, make_member, mine_block
 from tests.functional.framework import FakePeer, TestNetwork, connect_nodes, sync_blocks, wait_until
 
 
@@ -42,6 +44,29 @@ async def test_block_is_not_announced_back_to_its_announcer(tmp_path: Path) -> N
         assert echoed == []
         peer_of_other = other.network.peers[node.identity.member_id]
         assert peer_of_other.knows(block.block_hash)  # node 1 heard of it from node 0
+    finally:
+        await fake.close()
+        await network.stop()
+
+
+async def test_orphan_block_parents_are_fetched_not_dropped(tmp_path: Path) -> None:
+    announcer = make_member("Announcer")
+    network = TestNetwork.create(tmp_path, 1, extra_members=[announcer.member])
+    await network.start()
+    node = network.nodes[0]
+    assert network.genesis is not None
+    fake = FakePeer(announcer, network.genesis)
+    try:
+        await fake.open(node)
+        await fake.handshake()
+        difficulty = network.genesis.params.difficulty
+        blocks = build_branch(network.genesis.block, 0, announcer, 3, difficulty=difficulty)
+        await fake.send(Announce(blocks[-1].block_hash, blocks[-1].height))
+        for block in reversed(blocks):  # the node asks for the tip, then each missing parent
+            assert (await fake.receive(GetBlocks)).hashes == (block.block_hash,)
+            await fake.send(Blocks((block.encoded,)))
+        await wait_until(lambda: node.tip_hash == blocks[-1].block_hash, 30, "the orphans to connect")
+        assert not node.network.sync.orphans and not node.network.sync.received
     finally:
         await fake.close()
         await network.stop()

@@ -53,3 +53,32 @@ async def test_refused_block_punishes_only_when_it_is_the_peers_fault(code: str,
     assert len(sync.tree) == 0 and not sync.received
     assert (BLOCKS[1].block_hash in sync.rejected) is punished
     assert (BLOCKS[2].block_hash in sync.rejected) is punished
+
+
+class NullPeer:
+    member_id = SENDER
+    closing = None
+
+    def __init__(self) -> None:
+        self.in_flight: set[bytes] = set()
+        self.sent: list[object] = []
+        self.headers_requested_at = None
+
+    def send(self, message: object) -> None:
+        self.sent.append(message)
+
+
+def test_orphan_pool_is_bounded_and_evicts_the_oldest() -> None:
+    from network.constants import MAX_ORPHAN_BLOCKS
+
+    backend = RefusingBackend("bad-signature")
+    backend.get_locator = lambda: [GENESIS.block_hash]  # type: ignore[attr-defined]
+    sync = BlockSync(backend, lambda: [], lambda member, reason: None)  # type: ignore[arg-type]
+    peer = NullPeer()
+    orphans = build_branch(BLOCKS[-1], 0, MINER, 2 * (MAX_ORPHAN_BLOCKS + 5))[1::2]  # every parent missing
+    for block in orphans:
+        sync.received[block.block_hash] = Received(block, SENDER)
+        sync._on_orphan(peer, block)  # type: ignore[arg-type]
+    assert len(sync.orphans) <= MAX_ORPHAN_BLOCKS
+    assert orphans[0].block_hash not in sync.received  # the oldest went first
+    assert orphans[-1].block_hash in sync.received
