@@ -15,7 +15,7 @@ SIGTERM. Run it again with the same DIR to continue the same chain.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import logging
 import signal
@@ -102,11 +102,14 @@ def choose_plugin(no_diagnostics: bool) -> bool:
     if not model.exists():
         log.warning("no model at %s: nodes run relay-only (train and export the models to enable diagnoses)", model)
         return False
-    spec = importlib.util.find_spec("diagnostics")
-    if spec is None or "load_plugin" not in (Path(spec.origin or "").read_text() if spec.origin else ""):
-        log.warning("diagnostics.load_plugin is not available: nodes run relay-only")
+    try:
+        available = hasattr(importlib.import_module("diagnostics"), "load_plugin")
+    except ImportError as error:
+        log.warning("cannot import diagnostics (%s): nodes run relay-only", error)
         return False
-    return True
+    if not available:
+        log.warning("diagnostics.load_plugin is not available yet: nodes run relay-only")
+    return available
 
 
 def testnet_command(root: Path, index: int, count: int, base_port: int, genesis: Path, diagnostics: bool) -> list[str]:

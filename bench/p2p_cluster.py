@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 

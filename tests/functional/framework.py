@@ -20,7 +20,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -294,10 +294,6 @@ class FakePeer:
             await self.ws.close()
         if self.session is not None:
             await self.session.close()
-
-
-async def gather_all(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
-    return list(await asyncio.gather(*awaitables))
 
 
 def build_chain(network: TestNetwork, miner: TestNode, count: int) -> list[Block]:
