@@ -5,13 +5,16 @@ For a head ``logit = mean_hw(features) . w + b`` the CAM is
 its own, and its mean over the grid is exactly the model's logit. No
 TensorFlow and no gradients are needed.
 
-Rendering (cheap on purpose: it runs for every request): ``heat = sigmoid(cam)``
-(0..1, 0.5 = no evidence either way) is upsampled bilinearly to a small image
-with the aspect ratio of the uploaded image (at most 64 px on its longer
-side; the model saw the whole image stretched to a square, so the grid maps
-onto the whole image), coloured with a blue-to-red "jet" map, and given an
-alpha of ``0.6 * heat``, so that regions with little evidence for "affected"
-stay nearly clear. The result is an RGBA PNG that the page stretches over the
+Rendering (cheap on purpose: it runs for every request): the colour shows
+*where* the evidence is, relative to the rest of the image:
+``heat = (cam - min) / (max - min)`` (0.5 everywhere for a flat map), so a
+confident image is not simply red all over. The opacity shows *how strong*
+the strongest evidence is: ``alpha = 0.6 * heat * sigmoid(max(cam))``, so an
+image with no location pointing to "affected" gives a faint map. The heat is
+upsampled bilinearly to a small image with the aspect ratio of the uploaded
+image (at most 64 px on its longer side; the model saw the whole image
+stretched to a square, so the grid maps onto the whole image) and coloured
+with a blue-to-red "jet" map. The result is an RGBA PNG that the page stretches over the
 image it shows (browsers smooth it). For DICOM uploads, which browsers cannot
 show, :func:`render_image_png` gives the windowed greyscale picture to put
 under it.
@@ -63,12 +66,26 @@ def _encode_png(image: Image.Image) -> bytes:
 
 def render_heatmap_png(cam: np.ndarray, image_width: int, image_height: int,
                        max_side: int = HEATMAP_MAX_SIDE) -> bytes:
-    """RGBA PNG colour map of ``sigmoid(cam)`` with the image's aspect ratio, to lay over the image."""
-    heat = 1.0 / (1.0 + np.exp(-np.clip(cam.astype(np.float32), -30.0, 30.0)))
-    grid = Image.fromarray(heat.astype(np.float32), "F")
+    """RGBA PNG: relative CAM as colour, strongest evidence as opacity, with the image's aspect ratio."""
+    heat, strength = compute_heat(cam)
+    grid = Image.fromarray(heat, "F")
     size = get_display_size(image_width, image_height, max_side)
     levels = np.clip(np.asarray(grid.resize(size, Image.Resampling.BILINEAR)) * 255.0 + 0.5, 0, 255)
-    return _encode_png(Image.fromarray(RGBA_TABLE[levels.astype(np.uint8)], "RGBA"))
+    rgba = RGBA_TABLE[levels.astype(np.uint8)]
+    rgba[:, :, 3] = np.round(rgba[:, :, 3] * strength).astype(np.uint8)
+    return _encode_png(Image.fromarray(rgba, "RGBA"))
+
+
+def compute_heat(cam: np.ndarray) -> tuple[np.ndarray, float]:
+    """(relative heat 0..1 per location, strength = sigmoid of the strongest location's logit)."""
+    values = cam.astype(np.float32)
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-6:
+        heat = np.full_like(values, 0.5)
+    else:
+        heat = (values - low) / (high - low)
+    strength = 1.0 / (1.0 + float(np.exp(-np.clip(high, -30.0, 30.0))))
+    return heat.astype(np.float32), strength
 
 
 def render_image_png(gray: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> bytes:

@@ -52,9 +52,20 @@ def test_hot_region_is_red_and_opaque_where_the_cam_is_high_and_clear_where_it_i
     assert tuple(heatmap[-2, 1, :3]) == tuple(COLOUR_MAP[0])
 
 
-def test_neutral_cam_is_half_heat() -> None:
+def test_flat_cam_has_no_hot_spot_and_its_strength_sets_the_opacity() -> None:
     heatmap = decode_rgba(render_heatmap_png(np.zeros((7, 7), np.float32), 256, 256))
-    assert np.all(heatmap[:, :, 3] == round(MAX_OPACITY * 128))
+    assert np.all(heatmap[:, :, 3] == round(round(MAX_OPACITY * 128) * 0.5))  # heat 0.5, sigmoid(0) = 0.5
+    assert len(np.unique(heatmap[:, :, 0])) == 1
+
+
+def test_confident_image_still_shows_where_the_evidence_is() -> None:
+    cam = np.full((4, 4), 6.0, np.float32)  # every location says "affected"...
+    cam[2, 1] = 9.0  # ...one says it most
+    heatmap = decode_rgba(render_heatmap_png(cam, 256, 256))
+    alpha = heatmap[:, :, 3]
+    assert alpha.max() > 0.8 * MAX_OPACITY * 255 and alpha.min() == 0  # bilinear upsampling softens the peak
+    hottest = np.unravel_index(np.argmax(alpha), alpha.shape)
+    assert hottest[0] * 4 // heatmap.shape[0] == 2 and hottest[1] * 4 // heatmap.shape[1] == 1
 
 
 def test_display_picture_of_a_dicom_image() -> None:
