@@ -334,7 +334,9 @@ async def get_chain_verification(request: web.Request) -> web.Response:
         started = time.perf_counter()
 
         async def run() -> dict[str, Any]:
-            report = await chain.run(verify_best_chain, store, chain.clock_ms())
+            # Its own thread, not the chain thread: a long re-validation must not hold up
+            # new blocks and records. It reads a snapshot of the best chain block by block.
+            report = await asyncio.to_thread(verify_best_chain, store, chain.clock_ms())
             return {"status": "valid" if report.valid else "invalid", "height": report.height,
                     "blocks_checked": report.blocks_checked, "records_checked": report.records_checked,
                     "first_bad_block": None if report.valid else {

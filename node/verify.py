@@ -32,7 +32,11 @@ class ChainReport:
 
 
 def verify_best_chain(store: ChainStore, now_ms: int, progress: Callable[[int, int], None] | None = None) -> ChainReport:
-    """Replay every rule along the best chain; stop at the first bad block."""
+    """Replay every rule along the best chain; stop at the first bad block.
+
+    Safe to run on any thread: it copies the best chain's hash list (always a
+    chain from genesis, even mid-reorg) and reads each block under the store's lock.
+    """
     best = list(store.best)
     records_seen: set[bytes] = set()
     timestamps: list[int] = []
