@@ -20,7 +20,8 @@ NONCE_BYTES = 32
 # of block bytes plus a little framing.
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 MAX_BLOCKS_RESPONSE_BYTES = 3 * 1024 * 1024
-MAX_SEND_QUEUE_FRAMES = 1024  # a peer that does not read is disconnected
+MAX_SEND_QUEUE_FRAMES = 1024  # a peer that does not read is disconnected...
+MAX_SEND_QUEUE_BYTES = 32 * 1024 * 1024  # ...and so is one whose unsent replies pass this size
 
 # --- per-message item limits -----------------------------------------------
 MAX_LOCATOR_HASHES = 64

@@ -17,7 +17,9 @@ from aiohttp import WSCloseCode, WSMsgType
 from aiohttp.http_websocket import WebSocketError
 
 from network.codec import decode_message, encode_message
-from network.constants import MAX_FRAME_BYTES, MAX_KNOWN_INVENTORY, MAX_SEND_QUEUE_FRAMES, SEND_TIMEOUT_S
+from network.constants import (
+    MAX_FRAME_BYTES, MAX_KNOWN_INVENTORY, MAX_SEND_QUEUE_BYTES, MAX_SEND_QUEUE_FRAMES, SEND_TIMEOUT_S,
+)
 from network.errors import MalformedFrame, OversizedFrame, PeerGone
 from network.messages import Hello, Message
 
@@ -90,6 +92,7 @@ class Peer:
         self.ping_ms: float | None = None
         self.closing: str | None = None
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=MAX_SEND_QUEUE_FRAMES)
+        self.queued_bytes = 0
 
     @property
     def address(self) -> str:
@@ -103,10 +106,16 @@ class Peer:
         """Queue a message; a peer whose queue is full is too slow and is closed."""
         if self.closing is not None:
             return
+        frame = encode_message(message)
+        if self.queued_bytes + len(frame) > MAX_SEND_QUEUE_BYTES:
+            self.close("send queue full (peer not reading)")
+            return
         try:
-            self.queue.put_nowait(encode_message(message))
+            self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.close("send queue full (peer not reading)")
+            return
+        self.queued_bytes += len(frame)
 
     def close(self, reason: str) -> None:
         """Ask the writer to close the connection after what is queued."""
@@ -118,12 +127,13 @@ class Peer:
                 asyncio.get_running_loop().create_task(self.channel.close())
 
     async def write_loop(self) -> None:
-        while True:
-            frame = await self.queue.get()
-            if frame is None:
-                await self.channel.close()
-                return
-            await self.channel.send_frame(frame)
+        """Send queued frames until close(); a send that times out ends the connection too."""
+        try:
+            while (frame := await self.queue.get()) is not None:
+                self.queued_bytes -= len(frame)
+                await self.channel.send_frame(frame)
+        finally:
+            await self.channel.close()  # also ends the reader, which is waiting on this socket
 
     def mark_known(self, block_hash: bytes) -> None:
         self.known[block_hash] = None

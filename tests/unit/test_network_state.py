@@ -68,3 +68,23 @@ def test_header_tree_fetches_lowest_first_from_sources_and_drops_descendants() -
     assert set(dropped) == {b.block_hash for b in blocks[2:]}
     assert len(tree) == 2
     assert compute_block_meta(blocks[0], 0).height == 1
+
+
+async def test_peer_that_does_not_read_is_closed_at_the_byte_limit() -> None:
+    from network.constants import MAX_SEND_QUEUE_BYTES
+    from network.messages import Blocks, Hello
+    from network.peer import FrameChannel, Peer
+
+    class SilentSocket:
+        closed = False
+
+        async def close(self) -> None:
+            self.closed = True
+
+    hello = Hello(1, bytes(32), b"p" * 16, bytes(32), 1, 0, "x")
+    peer = Peer(FrameChannel(SilentSocket()), hello, "inbound", "10.0.0.1", "P")
+    reply = Blocks((bytes(3 * 1024 * 1024 - 64),))
+    for _ in range(MAX_SEND_QUEUE_BYTES // (3 * 1024 * 1024) + 1):
+        peer.send(reply)
+    assert peer.closing == "send queue full (peer not reading)"
+    assert peer.queued_bytes <= MAX_SEND_QUEUE_BYTES
