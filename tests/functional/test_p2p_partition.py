@@ -8,6 +8,9 @@ Plan:
    either side's tip, and every record from both sides is on it: the losing
    side's records went back to their creators' pending pools and were mined
    again.
+4. Deep fork: a site isolated long enough to pass max_reorg_depth on its own
+   rejoins; the consortium keeps its branch (refusing the long one without
+   banning anyone) and the site's records are re-mined onto it.
 """
 
 from __future__ import annotations
@@ -52,5 +55,35 @@ async def test_partition_then_heal_keeps_every_record(tmp_path: Path) -> None:
         await sync_blocks(nodes)
         assert nodes[0].store.tip.chain_work >= work_before
         await wait_until(lambda: all(n.store.pending_count() == 0 for n in nodes), 30, "pending pools to empty")
+    finally:
+        await network.stop()
+
+
+async def test_isolated_site_with_a_long_branch_rejoins_the_consortium(tmp_path: Path) -> None:
+    """Deep fork (max_reorg_depth 5): node 0 alone mines 8 blocks; nodes 1-3 mine 2 blocks by 2 members.
+
+    On heal the consortium's branch wins by distinct miners (node 0's branch is
+    refused as `reorg-too-deep` by the others, without any ban), node 0 follows
+    it and re-mines its 8 records there.
+    """
+    network = TestNetwork.create(tmp_path, 4, max_reorg_depth=5)
+    await network.start()
+    try:
+        isolated, *consortium = network.nodes
+        await connect_all(consortium)
+        own_records = []
+        for _ in range(8):
+            own_records.append(await isolated.add_record())
+            await wait_for_records([isolated], [own_records[-1].record_id])
+        others = list(await asyncio.gather(consortium[0].add_record(), consortium[1].add_record()))
+        await wait_for_records(consortium, [r.record_id for r in others])
+        consortium_tip = consortium[0].tip_hash
+        assert isolated.height == 8 and consortium[0].height == 2
+
+        await connect_nodes(isolated, consortium[0])
+        await wait_for_records(network.nodes, [r.record_id for r in own_records + others], timeout=60)
+        await sync_blocks(network.nodes)
+        assert consortium[0].store.get_ancestor(consortium[0].store.tip, 2).block_hash == consortium_tip  # type: ignore[union-attr]
+        assert all(not node.network.bans.bans for node in network.nodes)
     finally:
         await network.stop()
