@@ -68,3 +68,21 @@ def get_indices(groups: Sequence[str], chosen: Sequence[str]) -> np.ndarray:
     """Indices of the items whose group is in ``chosen``."""
     wanted = set(chosen)
     return np.array([index for index, group in enumerate(groups) if group in wanted], dtype=np.int64)
+
+
+def assign_folds(groups: Sequence[str], labels: Sequence[int], folds: int, seed: int) -> dict[str, int]:
+    """Fold number of every group: per class, shuffled groups go to the fold with fewest images so far."""
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    sizes = Counter(groups)
+    group_labels = get_group_labels(groups, labels)
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, int] = {}
+    for label in sorted(set(group_labels.values())):
+        members = sorted(group for group, value in group_labels.items() if value == label)
+        counts = [0] * folds
+        for position in rng.permutation(len(members)):
+            fold = min(range(folds), key=lambda index: (counts[index], index))
+            assignment[members[position]] = fold
+            counts[fold] += sizes[members[position]]
+    return assignment

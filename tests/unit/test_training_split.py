@@ -56,3 +56,23 @@ def test_real_ct_three_way_split_is_grouped_and_near_fractions() -> None:
     for name in sides:  # both classes on every side
         assert set(Counter(getattr(splits, name).labels.tolist())) == {0, 1}
     assert all(group.startswith(("malignant_b", "normal_b")) for group in sides["train"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(items=group_lists, folds=st.integers(2, 6), seed=st.integers(0, 2**31))
+def test_every_group_is_in_exactly_one_fold(items: list[tuple[str, int]], folds: int, seed: int) -> None:
+    from training.split import assign_folds
+
+    groups = [group for group, _ in items]
+    labels = [label for _, label in items]
+    assignment = assign_folds(groups, labels, folds, seed)
+    assert set(assignment) == set(groups)
+    assert all(0 <= fold < folds for fold in assignment.values())
+    group_labels = get_group_labels(groups, labels)
+    sizes = Counter(groups)
+    for label in set(group_labels.values()):
+        # greedy least-loaded assignment: fold sizes of a class differ by at most its largest group
+        per_fold = [sum(sizes[g] for g in sizes if group_labels[g] == label and assignment[g] == fold)
+                    for fold in range(folds)]
+        largest = max(sizes[g] for g in sizes if group_labels[g] == label)
+        assert max(per_fold) - min(per_fold) <= largest
