@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from consensus.encoding import expect_list, expect_str, pack, unpack
 from consensus.errors import ValidationError
-from network.constants import MAX_FRAME_BYTES
+from network.constants import MAX_FRAME_BYTES, MAX_MESSAGE_TYPE_CHARS
 from network.errors import MalformedFrame, OversizedFrame
 from network.messages import MESSAGE_TYPES, Message
-
-MAX_TYPE_CHARS = 32
 
 
 def encode_message(message: Message) -> bytes:
@@ -24,7 +22,7 @@ def decode_message(frame: bytes) -> Message:
         raise OversizedFrame(len(frame), MAX_FRAME_BYTES)
     try:
         message_type, fields = expect_list(unpack(frame, MAX_FRAME_BYTES), 2, "frame")
-        cls = MESSAGE_TYPES.get(expect_str(message_type, "frame.type", MAX_TYPE_CHARS))
+        cls = MESSAGE_TYPES.get(expect_str(message_type, "frame.type", MAX_MESSAGE_TYPE_CHARS))
         if cls is None:
             raise MalformedFrame(f"unknown message type {message_type!r}")
         return cls.from_fields(fields)  # type: ignore[no-any-return]

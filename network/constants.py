@@ -29,6 +29,8 @@ MAX_HEADERS_PER_MESSAGE = 2000
 MAX_BLOCKS_PER_REQUEST = 128
 MAX_PEERS_PER_MESSAGE = 64
 MAX_HOST_CHARS = 255
+MAX_HEADER_BYTES = 256  # one header in a `headers` message
+MAX_MESSAGE_TYPE_CHARS = 32
 
 # --- sync -----------------------------------------------------------------
 MAX_BLOCKS_IN_FLIGHT_PER_PEER = 256

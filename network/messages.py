@@ -15,6 +15,7 @@ from consensus.encoding import expect_array, expect_bytes, expect_int, expect_li
 from consensus.types import HASH_BYTES, MAX_BLOCK_BYTES
 from network.constants import (
     MAX_BLOCKS_PER_REQUEST,
+    MAX_HEADER_BYTES,
     MAX_HEADERS_PER_MESSAGE,
     MAX_HOST_CHARS,
     MAX_LOCATOR_HASHES,
@@ -23,7 +24,6 @@ from network.constants import (
     NONCE_BYTES,
 )
 
-MAX_HEADER_BYTES = 256
 MAX_U64 = 2**64 - 1
 
 

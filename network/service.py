@@ -251,7 +251,7 @@ class PeerNetwork:
             self.no_sessions.set()
         peer.close(peer.closing or "closed")
         with contextlib.suppress(asyncio.TimeoutError, PeerGone, ConnectionError, aiohttp.ClientError):
-            await asyncio.wait_for(writer, timeout=2.0)
+            await asyncio.wait_for(writer, timeout=SHUTDOWN_GRACE_S)
         writer.cancel()
         await peer.channel.close()
         self.frames_sent_closed += peer.frames_sent
