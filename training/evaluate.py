@@ -23,6 +23,7 @@ from training.card import CARD_FILE, MODEL_FILE, read_card, replace_nan
 from training.data import REPO_ROOT, LoadedData, default_data_dir, list_records, load_data, select
 from training.litert import run_tflite
 from training.metrics import summarise
+from training.perturb import PERTURBATIONS, apply_perturbation
 
 SPLITS = ("all", "train", "tuning", "validation")
 
@@ -35,6 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", help="model.tflite (default models/<modality>/model.tflite); card.json beside it")
     parser.add_argument("--split", choices=SPLITS, default="all",
                         help="restrict to one side of the model's split (only meaningful on its training folder)")
+    parser.add_argument("--perturb", choices=PERTURBATIONS, default="none",
+                        help="stress test: blur or add noise to every image before inference")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return parser.parse_args(argv)
 
@@ -82,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     data = select_split(load_data(data_dir, args.modality, int(card["input_size"]), list_records(data_dir)), card, args.split)
     if args.split == "all" and data.digest == card.get("data_digest"):
         print("warning: this is the model's training folder; use --split validation for held-out figures", file=sys.stderr)
+    if args.perturb != "none":
+        data = LoadedData(data.records, apply_perturbation(data.images, args.perturb), data.labels, data.digest)
     result = evaluate(data, model_path, float(card["threshold"]))
     print(f"model {card.get('name')} {card.get('version')} id {card['model_id'][:16]} threshold {card['threshold']:.4f}")
-    print(format_report(f"{data_dir} [{args.split}]", result))
+    print(format_report(f"{data_dir} [{args.split}, perturbation {args.perturb}]", result))
     if "no_other_findings" in result:
         print(format_report("cancer without other findings vs all normal", result["no_other_findings"]))
     if args.json:
-        summary = {"model_id": card["model_id"], "split": args.split, **result}
+        summary = {"model_id": card["model_id"], "split": args.split, "perturbation": args.perturb, **result}
         print(json.dumps(replace_nan(summary)))
     return 0
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def make_train_dataset(part: LoadedData, config: TrainConfig) -> tf.data.Dataset:
     """Shuffled, batched, augmented training batches."""
-    augment = make_augment_fn(AugmentConfig(config.horizontal_flip, config.fill_mode, config.seed))
+    augment = make_augment_fn(AugmentConfig(config.horizontal_flip, config.fill_mode, config.seed, config.texture_augmentation))
     dataset = tf.data.Dataset.from_tensor_slices((part.images, part.labels.astype(np.float32)[:, None]))
     dataset = dataset.shuffle(len(part.labels), seed=config.seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(config.batch_size).map(augment, num_parallel_calls=tf.data.AUTOTUNE)

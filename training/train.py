@@ -38,8 +38,10 @@ DEFAULTS = {
     # CT slices: a tumour can sit in either lung, so a left-right mirror keeps the
     # label; X-rays: a mirrored chest (heart on the right, reversed side markers)
     # is anatomically wrong and would teach the model impossible images.
-    "ct": {"horizontal_flip": True, "fill_mode": "constant"},
-    "xray": {"horizontal_flip": False, "fill_mode": "constant"},
+    # Texture (noise/blur) augmentation: on for CT, whose normal slices are
+    # measurably grainier than the malignant ones (see training/augment.py).
+    "ct": {"horizontal_flip": True, "fill_mode": "constant", "texture": True},
+    "xray": {"horizontal_flip": False, "fill_mode": "constant", "texture": False},
 }
 
 
@@ -65,6 +67,7 @@ class TrainConfig:
     seed: int = 1337
     horizontal_flip: bool = False
     fill_mode: str = "constant"
+    texture_augmentation: bool = False
     version: str = "1.0.0"
 
 
@@ -117,10 +120,13 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--flip", choices=("on", "off", "default"), default="default",
                         help="horizontal flip augmentation (default: on for ct, off for xray)")
+    parser.add_argument("--texture", choices=("on", "off", "default"), default="default",
+                        help="noise/blur augmentation (default: on for ct, off for xray)")
     parser.add_argument("--version", default=TrainConfig.version)
     args = parser.parse_args(argv)
     defaults = DEFAULTS[args.modality]
     flip = defaults["horizontal_flip"] if args.flip == "default" else args.flip == "on"
+    texture = defaults["texture"] if args.texture == "default" else args.texture == "on"
     return TrainConfig(
         modality=args.modality,
         data_dir=str(Path(args.data).resolve() if args.data else default_data_dir(args.modality)),
@@ -129,7 +135,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         input_size=args.input_size, batch_size=args.batch_size, epochs_stage1=args.epochs_stage1,
         epochs_stage2=args.epochs_stage2, learning_rate_stage1=args.learning_rate_stage1,
         learning_rate_stage2=args.learning_rate_stage2, patience=args.patience, seed=args.seed,
-        horizontal_flip=flip, fill_mode=str(defaults["fill_mode"]), version=args.version,
+        horizontal_flip=flip, fill_mode=str(defaults["fill_mode"]), texture_augmentation=bool(texture), version=args.version,
     )
 
 
