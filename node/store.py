@@ -22,7 +22,7 @@ from pathlib import Path
 
 from consensus.builders import compute_block_meta
 from consensus.errors import ValidationError
-from consensus.forkchoice import ForkSide, on_candidate_tip
+from consensus.forkchoice import ForkDecision, ForkSide, on_candidate_tip
 from consensus.encoding import unpack
 from consensus.types import MAX_RECORD_BYTES, Block, ChainParams, DiagnosisRecord
 from consensus.validation import (
@@ -100,6 +100,7 @@ class ChainStore:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
         self.index: dict[bytes, BlockMeta] = {}
+        self.tips: set[bytes] = set()  # candidate heads: valid blocks without children
         self.best: list[bytes] = []
         with self.lock:
             self._open()
@@ -123,6 +124,7 @@ class ChainStore:
     def _load_index(self) -> None:
         rows = self.db.execute("SELECT hash, parent, height, chain_work, timestamp_ms, miner FROM blocks WHERE status=?", (STATUS_VALID,))
         self.index = {row[0]: BlockMeta(*row) for row in rows}
+        self.tips = set(self.index) - {meta.prev_hash for meta in self.index.values()}
         self.best = [row[0] for row in self.db.execute("SELECT hash FROM best_chain ORDER BY height")]
         for height, block_hash in enumerate(self.best):
             meta = self.index.get(block_hash)
@@ -339,33 +341,69 @@ class ChainStore:
 
     # ------------------------------------------------------------ fork choice
     def _find_fork(self, meta: BlockMeta) -> BlockMeta:
+        """The last block ``meta``'s branch shares with the best chain."""
         node = meta
         while not self.is_on_best_chain(node.block_hash):
             node = self.index[node.prev_hash]
         return node
 
-    def _fork_side(self, tip: BlockMeta, fork: BlockMeta) -> ForkSide:
+    def _find_common_ancestor(self, first: BlockMeta, second: BlockMeta) -> BlockMeta:
+        low = min(first.height, second.height)
+        a, b = self.get_ancestor(first, low), self.get_ancestor(second, low)
+        while a is not None and b is not None and a.block_hash != b.block_hash:
+            a, b = self.index.get(a.prev_hash), self.index.get(b.prev_hash)
+        if a is None or b is None:
+            raise StoreCorrupt("two indexed blocks share no ancestor")
+        return a
+
+    def _fork_side(self, tip: BlockMeta, fork: BlockMeta, enough: int | None = None) -> ForkSide:
+        """Distinct miners after the fork; counting may stop once ``enough`` are seen."""
         miners, node = set(), tip
-        while node.block_hash != fork.block_hash:
+        while node.block_hash != fork.block_hash and (enough is None or len(miners) < enough):
             miners.add(node.miner_id)
             node = self.index[node.prev_hash]
         return ForkSide(tip=tip, blocks_after_fork=tip.height - fork.height, distinct_miners=len(miners))
 
-    def _apply_fork_choice(self, meta: BlockMeta) -> AddResult:
-        current = self.tip
-        if meta.prev_hash == current.block_hash:
-            self._extend_best(meta)
-            return AddResult(meta=meta, became_best=True)
-        fork = self._find_fork(meta)
-        decision = on_candidate_tip(
-            self._fork_side(current, fork), self._fork_side(meta, fork), self.params.max_reorg_depth
-        )
-        if not decision.switch:
+    def _compare_tips(self, best: BlockMeta, candidate: BlockMeta) -> ForkDecision:
+        fork = self._find_common_ancestor(best, candidate)
+        candidate_side = self._fork_side(candidate, fork)
+        # Only "more distinct miners than the candidate" matters for the best side: stop counting there.
+        best_side = self._fork_side(best, fork, enough=candidate_side.distinct_miners + 1)
+        return on_candidate_tip(best_side, candidate_side, self.params.max_reorg_depth)
+
+    def _choose_head(self, new_block: BlockMeta) -> tuple[BlockMeta, bool]:
+        """Tournament over all candidate tips, starting from the current best.
+
+        Re-run after every block so the result does not depend on arrival order:
+        a branch that wins while the fork is shallow is dropped again once the
+        fork becomes deep and the other branch has more distinct miners. A tip
+        that loses a deep comparison can only fall further behind, so it
+        leaves the candidate set (its blocks stay stored; a block extending it
+        becomes a candidate again).
+        """
+        best, refused_new = self.tip, False
+        for tip_hash in sorted(self.tips - {best.block_hash}):
+            candidate = self.index[tip_hash]
+            decision = self._compare_tips(best, candidate)
+            loser = best if decision.switch else candidate
+            if decision.switch:
+                best = candidate
             if decision.deep:
-                log.warning("reorg-too-deep: refused branch tip %s (fork at height %d)", meta.block_hash.hex()[:16], fork.height)
-            return AddResult(meta=meta, became_best=False, refused_deep=decision.deep)
-        reorg = self._switch_branch(meta, fork)
-        return AddResult(meta=meta, became_best=True, reorg=reorg)
+                self.tips.discard(loser.block_hash)
+                refused_new |= loser.block_hash == new_block.block_hash
+                log.warning("reorg-too-deep: branch tip %s not followed", loser.block_hash.hex()[:16])
+        return best, refused_new
+
+    def _apply_fork_choice(self, meta: BlockMeta) -> AddResult:
+        self.tips.discard(meta.prev_hash)
+        self.tips.add(meta.block_hash)
+        if meta.prev_hash == self.tip.block_hash:
+            self._extend_best(meta)
+        winner, refused = self._choose_head(meta)
+        reorg = None
+        if winner.block_hash != self.tip.block_hash:
+            reorg = self._switch_branch(winner, self._find_fork(winner))
+        return AddResult(meta=meta, became_best=self.is_on_best_chain(meta.block_hash), reorg=reorg, refused_deep=refused)
 
     def _extend_best(self, meta: BlockMeta) -> None:
         self.db.execute("INSERT INTO best_chain VALUES (?, ?)", (meta.height, meta.block_hash))

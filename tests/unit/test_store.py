@@ -188,3 +188,38 @@ def test_isolated_site_rejoins_and_all_its_records_reach_the_network_chain(tmp_p
     network.add_block(rejoin, NOW)
     assert set(site_records) <= best_record_ids(network)
     assert verify_best_chain(network, NOW).valid
+
+
+def build_private_branch(store: ChainStore, member: MemberKeys, count: int, parent_hash: bytes) -> list[Block]:
+    return extend(store, member, count, parent_hash=parent_hash)
+
+
+def test_deep_fork_outcome_does_not_depend_on_arrival_order(tmp_path: Path) -> None:
+    """Honest 50 blocks by two members vs one member's private 150-block branch (D = 100).
+
+    Delivered block by block, the attacker's branch is a shallow fork with more
+    work at its 51st block; once it is 101 blocks past the fork the fork is
+    deep and the branch with more distinct miners must win again.
+    """
+    builder = open_store(tmp_path / "builder.db")
+    honest, meta = [], builder.tip
+    for i in range(50):
+        member = (B, C)[i % 2]
+        block = mine_block(meta, member, [make_record(member)])
+        honest.append(block)
+        meta = compute_block_meta(block, meta.chain_work)
+    attack = build_private_branch(builder, A, 150, builder.genesis.block_hash)
+    orders = {
+        "honest first": honest + attack,
+        "attack first": attack + honest,
+        "interleaved": [b for pair in zip(attack, honest + [None] * 100) for b in pair if b is not None],
+    }
+    tips = {}
+    for name, blocks in orders.items():
+        store = open_store(tmp_path / f"{name}.db", B)
+        for block in blocks:
+            store.add_block(block, NOW)
+        tips[name] = store.tip.block_hash
+        assert verify_best_chain(store, NOW).valid
+        store.close()
+    assert set(tips.values()) == {honest[-1].block_hash}, tips
