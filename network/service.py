@@ -71,6 +71,7 @@ class PeerNetwork:
         self.no_sessions.set()
         exempt = LOOPBACK_HOSTS if settings.listen_host in WILDCARD_HOSTS else (settings.listen_host,)
         self.bans = BanList(exempt_hosts=exempt)
+        self.ban_listeners: list[Callable[[str], None]] = []  # called with each ban's reason
         self.book = AddressBook(member_id, lambda m: m in backend.params.members_by_id)
         for text in settings.bootstrap:
             self.book.add_bootstrap(parse_address(text))
@@ -264,12 +265,17 @@ class PeerNetwork:
         peer = self.peers.get(member_id)
         host = peer.host if peer is not None else None
         self.bans.ban(reason, member_id=member_id, host=host)
+        for listener in self.ban_listeners:
+            listener(reason)
         log.warning("banned peer %s (%s) reason=%s %s", member_id.hex()[:8], host or "not connected", reason, detail)
         if peer is not None:
             peer.close(f"banned: {reason}")
 
     def _ban_unauthenticated(self, host: str, violation: ProtocolViolation) -> None:
         keys = self.bans.ban(violation.reason, host=host)
+        if keys:
+            for listener in self.ban_listeners:
+                listener(violation.reason)
         scope = "banned" if keys else "disconnected (own host, not banned)"
         log.warning("%s address %s before handshake reason=%s %s", scope, host, violation.reason, violation.detail)
 

@@ -47,6 +47,7 @@ from network.peer import Peer
 from network.serving import send_blocks
 
 log = logging.getLogger("lungledger.net")
+SYNC_LOG_INTERVAL_S = 2.0
 
 Punish = Callable[[bytes, str], None]
 
@@ -77,6 +78,10 @@ class BlockSync:
         self.wakeup = asyncio.Event()
         self.blocks_connected = 0
         self.blocks_received_from: Counter[bytes] = Counter()
+        self.progress_logged_at = time.monotonic()
+        # Blocks refused here, before they reach the chain (header checks), by reason code.
+        self.rejection_listeners: list[Callable[[str], None]] = []
+        self.progress_logged_blocks = 0
 
     # ------------------------------------------------------------- requests
     def request_headers(self, peer: Peer, start: bytes | None = None) -> None:
@@ -183,6 +188,8 @@ class BlockSync:
             try:
                 validate_header(block.header, self.params)
             except ValidationError as error:
+                for listener in self.rejection_listeners:
+                    listener(error.code)
                 raise ProtocolViolation(f"invalid-block:{error.code}", error.message) from error
         self.received[block_hash] = Received(block, peer.member_id)
         self.blocks_received_from[peer.member_id] += 1
@@ -293,11 +300,36 @@ class BlockSync:
     def _children_index(self) -> dict[bytes, Received]:
         return {r.block.header.prev_hash: r for r in self.received.values()}
 
+    # ------------------------------------------------------------- progress
+    def get_best_known_height(self) -> int:
+        """The highest height our peers have told us of (or ours, if higher)."""
+        return max([self.backend.height, *(peer.best_height for peer in self.get_peers())])
+
+    def get_progress(self) -> float:
+        """Our height / the best height known from peers: 1.0 when in sync."""
+        best_known = self.get_best_known_height()
+        return 1.0 if best_known <= 0 else self.backend.height / best_known
+
+    def _log_progress(self) -> None:
+        """While behind: a line at the first batch, then one every few seconds (blocks, percent, rate)."""
+        now = time.monotonic()
+        elapsed = now - self.progress_logged_at
+        best_known = self.get_best_known_height()
+        first = self.progress_logged_blocks == 0
+        if (elapsed < SYNC_LOG_INTERVAL_S and not first) or self.backend.height >= best_known:
+            return
+        rate = (self.blocks_connected - self.progress_logged_blocks) / elapsed
+        log.info("sync: height %d of %d (%.1f%%), %.0f blocks/s", self.backend.height, best_known,
+                 100.0 * self.get_progress(), rate)
+        self.progress_logged_at, self.progress_logged_blocks = now, self.blocks_connected
+
+    # ------------------------------------------------------------- connecting
     async def _connect(self, batch: list[Received]) -> None:
         result = await self.backend.add_blocks([r.block for r in batch], source="sync")
         for accepted in result.accepted:
             self.tree.remove(accepted.block_hash)
         self.blocks_connected += len(result.accepted)
+        self._log_progress()
         if result.failure is None:
             return
         failed_index = len(result.accepted)

@@ -32,6 +32,7 @@ class NodeMetrics:
         self.pending = Gauge("lungledger_pending_records", "This node's records waiting to be mined", registry=registry)
         self.blocks_accepted = Counter("lungledger_blocks_accepted", "Blocks validated and stored", registry=registry)
         self.blocks_rejected = Counter("lungledger_blocks_rejected", "Blocks refused, by reason code", ["reason"], registry=registry)
+        self.peer_bans = Counter("lungledger_peer_bans", "Peers banned, by reason", ["reason"], registry=registry)
         self.blocks_mined = Counter("lungledger_blocks_mined", "Blocks mined by this node", registry=registry)
         self.reorgs = Counter("lungledger_reorgs", "Switches of the best chain to another branch", registry=registry)
         self.reorg_depth = Histogram("lungledger_reorg_depth_blocks", "Blocks disconnected per reorg",
@@ -56,6 +57,9 @@ class NodeMetrics:
 
     def on_rejected(self, reason: str) -> None:
         self.blocks_rejected.labels(reason=reason).inc()
+
+    def on_ban(self, reason: str) -> None:
+        self.peer_bans.labels(reason=reason).inc()
 
     def set_sources(self, height: Callable[[], float], pending: Callable[[], float], peers: Callable[[], float] | None = None) -> None:
         """Gauges read at scrape time."""

@@ -99,12 +99,18 @@ def _to_accepted(results: Sequence[AddResult]) -> list[AcceptedBlock]:
 
 async def p2p_context(app: web.Application) -> AsyncIterator[None]:
     from node.app import CHAIN, CONFIG, GENESIS, IDENTITY
+    from node.metrics import METRICS
 
     config, identity = app[CONFIG], app[IDENTITY]
     settings = NetworkSettings(config.host, config.port, tuple(config.peers), config.max_peers, config.outbound_peers)
     backend = ChainServiceBackend(app[CHAIN], app[GENESIS].chain_id)
     network = PeerNetwork(backend, identity.private_key, identity.member_id, settings)
     app[NETWORK] = network
+    metrics = app[METRICS]
+    metrics.peers.set_function(lambda: len(network.peers))
+    metrics.sync_progress.set_function(network.sync.get_progress)
+    network.sync.rejection_listeners.append(metrics.on_rejected)
+    network.ban_listeners.append(metrics.on_ban)
     await network.start()
     yield
     await network.stop()
