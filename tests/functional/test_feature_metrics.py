@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from node.metrics import METRICS
 from network.messages import Announce, Blocks, GetBlocks
 from tests.builders import make_member
 from tests.functional.framework import FakePeer, TestNetwork, build_chain, connect_nodes, sync_blocks, wait_for_records, wait_until
@@ -53,6 +54,10 @@ async def test_metrics_and_sync_progress(tmp_path: Path, caplog: pytest.LogCaptu
         assert progress, "no sync progress line was logged"
         assert re.match(r"sync: height \d+ of 3000 \(\d+\.\d%\), \d+ blocks/s", progress[0]), progress[0]
 
+        # Listeners hear of a batch just after its commit moved the tip: wait for the count.
+        registry = joiner._app[METRICS].registry
+        await wait_until(lambda: registry.get_sample_value("lungledger_blocks_accepted_total") == CHAIN_LENGTH, 10,
+                         "the last synced batch to be counted")
         samples = await scrape(joiner.port)
         assert samples["lungledger_chain_height"] == CHAIN_LENGTH
         assert samples["lungledger_peers"] == 1
