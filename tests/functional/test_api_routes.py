@@ -30,7 +30,8 @@ from consensus.builders import sign_record
 from consensus.types import DiagnosisRecord
 from aiohttp import web
 
-from node.api import MAX_IMAGE_BYTES, error_middleware, read_diagnosis_form
+from node.api import error_middleware
+from node.api_diagnoses import MAX_IMAGE_BYTES, read_diagnosis_form
 from node.app import CHAIN, IDENTITY, MINER
 from tests.functional.test_api_harness import RunningNode, free_port, make_node_dir, running_node, wait_until
 

@@ -1,0 +1,229 @@
+"""Diagnoses: POST /diagnoses (upload, diagnose, record durably, optionally wait until mined) and GET /diagnoses/{id}."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from consensus.types import DiagnosisRecord
+from diagnostics.errors import DiagnosisError
+from diagnostics.risk import RiskFactors
+from node.api import (
+    ApiError,
+    _app_keys,
+    get_chain_store,
+    get_metrics,
+    json_reply,
+    parse_hex,
+    parse_int,
+    require_token,
+)
+from node.api_chain import chain_status_json, gather_evidence, record_json
+from node.records import (
+    RecordError,
+    RecordKeys,
+    build_record,
+    normalise_patient_ref,
+    parse_details,
+)
+from node.store import ChainStore
+
+# Request limits (explicit; aiohttp's client_max_size does not cover streamed multipart).
+MAX_UPLOAD_BYTES = 40 * 1024 * 1024  # whole multipart body
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # one image part
+MAX_FIELD_BYTES = 1024  # one text field
+MAX_PARTS = 8
+MAX_CONCURRENT_DIAGNOSES = 16
+BLOCKS_DEFAULT_LIMIT = 20
+BLOCKS_MAX_LIMIT = 100
+WAIT_DEFAULT_S = 30.0
+WAIT_MAX_S = 120.0
+MAX_HEIGHT_DIGITS = 12
+IMAGE_FIELDS = ("xray", "ct")
+TEXT_FIELDS = ("age", "smoking", "family_history", "patient_ref")
+
+# Plug-in reason codes -> HTTP status; any other DiagnosisError is 422.
+DIAGNOSIS_STATUS = {
+    "bad-risk-factor": 400, "no-image": 400, "bad-modality": 400, "bad-patient-ref": 400,
+    "file-too-large": 413, "too-many-pixels": 413, "unsupported-format": 415,
+    "bad-config": 503, "bad-model-card": 503, "model-mismatch": 503,
+}
+DIAGNOSIS_SLOTS = web.AppKey("diagnosis_slots", asyncio.Semaphore)
+RECORD_KEYS = web.AppKey("record_keys", RecordKeys)
+
+
+# ------------------------------------------------------------- diagnosis routes
+async def read_part(part: BodyPartReader, limit: int, what: str, budget: list[int]) -> bytes:
+    """Read one multipart part, refusing it once it passes its own limit or the body's."""
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(64 * 1024):
+        size += len(chunk)
+        budget[0] -= len(chunk)
+        if size > limit:
+            raise ApiError(413, "file-too-large" if limit == MAX_IMAGE_BYTES else "field-too-large",
+                           f"{what} is larger than the limit of {limit} bytes")
+        if budget[0] < 0:
+            raise ApiError(413, "body-too-large", f"the upload is larger than the limit of {MAX_UPLOAD_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_diagnosis_form(request: web.Request) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Parse the multipart upload: image files ``xray``/``ct`` and the text fields."""
+    if not request.content_type.startswith("multipart/form-data"):
+        raise ApiError(415, "not-multipart", "send the images as multipart/form-data (fields xray and/or ct)")
+    if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES:
+        raise ApiError(413, "body-too-large", f"the upload is larger than the limit of {MAX_UPLOAD_BYTES} bytes")
+    images: dict[str, bytes] = {}
+    fields: dict[str, str] = {}
+    budget = [MAX_UPLOAD_BYTES]
+    try:
+        reader = await request.multipart()
+        for _ in range(MAX_PARTS + 1):
+            part = await reader.next()
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader):
+                raise ApiError(400, "bad-form", "nested multipart bodies are not accepted")
+            await read_form_part(part, images, fields, budget)
+        else:
+            raise ApiError(400, "bad-form", f"at most {MAX_PARTS} form fields are accepted")
+    except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as error:  # malformed multipart
+        raise ApiError(400, "bad-form", f"the multipart body cannot be parsed: {error}") from error
+    if not images:
+        raise ApiError(400, "no-image", "attach at least one image: a file field named xray and/or ct")
+    return images, fields
+
+
+async def read_form_part(part: BodyPartReader, images: dict[str, bytes], fields: dict[str, str],
+                         budget: list[int]) -> None:
+    name = part.name or ""
+    if name in images or name in fields:
+        raise ApiError(400, "bad-form", f"field {name!r} is given twice")
+    if name in IMAGE_FIELDS:
+        images[name] = await read_part(part, MAX_IMAGE_BYTES, f"the {name} image", budget)
+    elif name in TEXT_FIELDS:
+        raw = await read_part(part, MAX_FIELD_BYTES, f"field {name}", budget)
+        try:
+            fields[name] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "bad-form", f"field {name} must be UTF-8 text") from None
+    else:
+        raise ApiError(400, "unknown-field", f"unknown form field {name!r}; expected {IMAGE_FIELDS + TEXT_FIELDS}")
+
+
+def diagnosis_error(error: DiagnosisError | RecordError) -> ApiError:
+    return ApiError(DIAGNOSIS_STATUS.get(error.code, 422), error.code, error.message)
+
+
+async def run_diagnosis(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes], str | None]:
+    """Parse the upload and run the plug-in; refusals become 4xx errors."""
+    plugin = request.app[_app_keys().PLUGIN]
+    images, fields = await read_diagnosis_form(request)
+    patient_ref = fields.pop("patient_ref", None)
+    try:
+        normalise_patient_ref(patient_ref)
+        risk = RiskFactors.from_mapping(fields)
+        result = await plugin.diagnose_async(images, risk)
+    except (DiagnosisError, RecordError) as error:
+        raise diagnosis_error(error) from None
+    return result.to_dict(), images, patient_ref
+
+
+def check_diagnosis_request(request: web.Request) -> tuple[str, float]:
+    """Token, plug-in present, query parameters; returns (wait, timeout in seconds)."""
+    require_token(request)
+    if request.app[_app_keys().PLUGIN] is None:
+        raise ApiError(503, "relay-only", "this node runs without a diagnostic plug-in (relay only); "
+                                          "send diagnoses to a node started with a plug-in")
+    wait = request.query.get("wait", "")
+    if wait not in ("", "mined"):
+        raise ApiError(400, "bad-parameter", "wait must be 'mined' (or left out)")
+    timeout = parse_int(request, "timeout", int(WAIT_DEFAULT_S), 1, int(WAIT_MAX_S)) or WAIT_DEFAULT_S
+    return wait, float(timeout)
+
+
+async def store_diagnosis(request: web.Request, result: dict[str, Any], images: dict[str, bytes],
+                          patient_ref: str | None) -> DiagnosisRecord:
+    """Build and sign the record, commit it with its details, wake the miner (acknowledge only after this)."""
+    keys = _app_keys()
+    chain, identity = request.app[keys.CHAIN], request.app[keys.IDENTITY]
+    try:
+        new = build_record(result, images, patient_ref, identity.private_key, identity.member_id,
+                           request.app[RECORD_KEYS], chain.clock_ms())
+    except RecordError as error:
+        raise diagnosis_error(error) from None
+    await chain.add_pending_record(new.record, new.details_bytes)
+    request.app[keys.MINER].wake()
+    return new.record
+
+
+async def post_diagnosis(request: web.Request) -> web.Response:
+    wait, timeout = check_diagnosis_request(request)
+    slots, metrics = request.app[DIAGNOSIS_SLOTS], get_metrics(request.app)
+    if slots.locked():
+        raise ApiError(429, "busy", "too many diagnoses in progress; retry shortly", {"Retry-After": "1"})
+    started = time.perf_counter()
+    async with slots:
+        try:
+            result, images, patient_ref = await run_diagnosis(request)
+        except ApiError:
+            if metrics is not None:
+                metrics.diagnoses.labels(outcome="refused").inc()
+            raise
+    record = await store_diagnosis(request, result, images, patient_ref)
+    if metrics is not None:
+        metrics.diagnosis_seconds.observe(time.perf_counter() - started)
+        metrics.diagnoses.labels(outcome="recorded").inc()
+    chain, store = get_chain_store(request)
+    if wait == "mined":
+        await wait_until_mined(chain, store, record.record_id, timeout)
+    body = await chain.run(read_diagnosis, store, record.record_id)
+    body["wait"] = {"requested": wait or None, "timed_out": bool(wait) and body["status"] != "mined"}
+    return json_reply(body, status=202)
+
+
+async def wait_until_mined(chain: Any, store: ChainStore, record_id: bytes, timeout: float) -> bool:
+    """Bounded wait until the record is on the best chain (checked on the DB thread after each tip change)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        tip = store.tip.block_hash
+        if await chain.run(store.get_record_location, record_id) is not None:
+            return True
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        await chain.wait_for(lambda: store.tip.block_hash != tip, remaining)
+
+
+def read_diagnosis(store: ChainStore, record_id: bytes) -> dict[str, Any]:
+    """On the chain thread: stored result + chain status for one of our records."""
+    data = store.get_details(record_id)
+    if data is None:
+        raise ApiError(404, "diagnosis-not-found", f"this node holds no diagnosis {record_id.hex()}")
+    try:
+        details = parse_details(data)
+    except RecordError as error:
+        raise ApiError(500, error.code, error.message) from None
+    evidence, meta, _ = gather_evidence(store, record_id)
+    return {
+        "record_id": record_id.hex(),
+        "created_ms": details.get("created_ms"),
+        **chain_status_json(store, evidence, meta),
+        "result": details.get("result"),
+        "images": details.get("images"),
+        "patient_pseudonym": details["commitment"].get("patient_pseudonym"),
+        "record": record_json(store, evidence.record) if evidence.record else None,
+    }
+
+
+async def get_diagnosis(request: web.Request) -> web.Response:
+    require_token(request)
+    chain, store = get_chain_store(request)
+    record_id = parse_hex(request.match_info["record_id"], 16, "record-id")
+    return json_reply(await chain.run(read_diagnosis, store, record_id))
+
