@@ -58,16 +58,7 @@ class ChainServiceBackend:
         return None if meta is None else meta.height
 
     def get_locator(self) -> list[bytes]:
-        # A snapshot: the chain thread may be switching branches while we read.
-        best = list(self.store.best)
-        heights, step, height = [], 1, len(best) - 1
-        while height > 0:
-            heights.append(height)
-            if len(heights) >= 10:
-                step *= 2
-            height -= step
-        heights.append(0)
-        return [best[h] for h in heights]
+        return self.store.get_locator()
 
     async def get_headers_after(self, locator: Sequence[bytes], limit: int) -> list[bytes]:
         return await self.chain.run(self.store.get_best_headers_after, locator, limit)

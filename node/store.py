@@ -199,15 +199,20 @@ class ChainStore:
         return self.index[self.best[height]]
 
     def get_locator(self) -> list[bytes]:
-        """Best-chain hashes: the last 10, then exponentially sparser, then genesis."""
-        heights, step, height = [], 1, self.height
+        """Best-chain hashes: the last 10, then exponentially sparser, then genesis.
+
+        Safe from any thread: it works on a snapshot of the best chain, which
+        the chain thread may be switching while we read.
+        """
+        best = list(self.best)
+        heights, step, height = [], 1, len(best) - 1
         while height > 0:
             heights.append(height)
             if len(heights) >= 10:
                 step *= 2
             height -= step
         heights.append(0)
-        return [self.best[h] for h in heights]
+        return [best[h] for h in heights]
 
     def find_fork_height(self, locator: Sequence[bytes]) -> int:
         """Height of the first locator hash that is on our best chain (0 if none)."""
