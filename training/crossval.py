@@ -10,6 +10,7 @@ Nothing is exported: this measures the recipe, not a shipped model.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -19,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from training.card import replace_nan
-from training.data import load_data, select
+from training.data import LoadedData, load_data, select
 from training.metrics import choose_threshold, summarise
 from training.split import assign_folds, get_indices, split_groups
 from training.train import Splits, TrainConfig, parse_args
 
 
-def make_fold_splits(data, config: TrainConfig, assignment: dict[str, int], fold: int) -> Splits:  # type: ignore[no-untyped-def]
+def make_fold_splits(data: LoadedData, config: TrainConfig, assignment: dict[str, int], fold: int) -> Splits:
     """Fold ``fold`` held out; tuning carved from the rest by groups."""
     groups = [record.group for record in data.records]
     held = [group for group, value in assignment.items() if value == fold]
@@ -47,14 +48,11 @@ def pool(labels: np.ndarray, scores: np.ndarray, called: np.ndarray) -> dict[str
 
 def main(argv: list[str] | None = None) -> int:
     """Train every fold, pool the out-of-fold predictions, print and save the metrics."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    folds, report = 5, Path("crossval.json")
-    for flag in ("--folds", "--report"):
-        if flag in argv:
-            position = argv.index(flag)
-            value = argv.pop(position + 1)
-            argv.pop(position)
-            folds, report = (int(value), report) if flag == "--folds" else (folds, Path(value))
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--folds", type=int, default=5)
+    extra.add_argument("--report", type=Path, default=Path("crossval.json"))
+    options, argv = extra.parse_known_args(argv)
+    folds, report = options.folds, options.report
     config = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
