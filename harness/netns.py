@@ -27,13 +27,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness.util import wait_for_node
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NODE_PORT = 8545
@@ -54,15 +54,6 @@ def check_netns_support() -> None:
         raise NetnsUnavailable("network namespaces need root")
     if shutil.which("ip") is None:
         raise NetnsUnavailable("iproute2 (`ip`) is not installed")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll ``predicate`` until true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -164,16 +155,8 @@ class NetnsTestnet:
         log = host.log_path.open("ab")
         host.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_until(lambda: self._answers(host), 60, f"node {index} to answer on {host.url}")
+        wait_for_node(host.url, host.process, 60, f"node {index} (log: {host.log_path})")
 
-    def _answers(self, host: Host) -> bool:
-        if host.process is not None and host.process.poll() is not None:
-            raise RuntimeError(f"node {host.index} exited with {host.process.returncode}; see {host.log_path}")
-        try:
-            self.get(host.index, "/api/v1/status", timeout=2)
-        except (OSError, urllib.error.URLError):
-            return False
-        return True
 
     def kill_node(self, index: int) -> None:
         host = self.hosts[index]

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.client import ApiFailure, best_chain_record_counts, post_diagnosis
-from harness.netns import NetnsTestnet, wait_until
+from harness.netns import NetnsTestnet
+from harness.util import wait_until
 
 REORG_LINE = re.compile(r"reorg depth=(\d+)")
 SUBMIT_INTERVAL_S = 0.25  # per submitting host: bounded load

@@ -18,9 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from consensus.crypto import HANDSHAKE_DOMAIN, sign
+from harness.util import free_port, wait_until_async
 from consensus.types import Block, DiagnosisRecord, Member
 from network.codec import decode_message, encode_message
 from network.constants import MAX_FRAME_BYTES, P2P_PATH
@@ -46,24 +46,10 @@ from node.store import ChainStore
 from tests.builders import MemberKeys, make_record
 
 DEFAULT_TIMEOUT_S = 30.0
+# Re-exported for the tests: one implementation of each (harness/util.py).
+wait_until = wait_until_async
 # Genesis three hours back leaves room for pre-built chains with 1 s block spacing.
 GENESIS_AGE_MS = 3 * 60 * 60 * 1000
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT_S, what: str = "condition",
-                     interval: float = 0.02) -> None:
-    """Poll ``predicate`` until it holds; fail the test with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 @dataclass

@@ -11,11 +11,9 @@ Plan:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,8 @@ from node.app import create_app
 from node.config import NodeConfig
 from node.genesis import build_genesis, write_genesis
 from node.identity import init_identity
+from harness.util import free_port
+from harness.util import wait_until_async as wait_until
 from tests.conftest import DATA_DIR, REPO_ROOT
 
 GENESIS_TIME_MS = int(time.time() * 1000) - 60_000
@@ -51,12 +51,6 @@ def require_models(*modalities: str) -> Path:
 
 def sample_image(modality: str, label: str = "cancer", index: int = 0) -> Path:
     return sorted((DATA_DIR / modality / label).glob("*.png"))[index]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_node_dir(root: Path, name: str = "St. Test Hospital", difficulty: int = TEST_DIFFICULTY) -> Path:
@@ -110,15 +104,6 @@ async def running_node(data_dir: Path, plugin: str | None = "none", port: int | 
             yield RunningNode(app, f"http://127.0.0.1:{port}", token, session)
     finally:
         await runner.cleanup()
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str = "condition") -> None:
-    """Poll an async predicate until it holds; fail with ``what`` after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_acknowledged_diagnosis_survives_restart(tmp_path: Path) -> None:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from harness.util import free_port
 from node.genesis import build_genesis, load_genesis, write_genesis
 from node.identity import init_identity
 from node.store import ChainStore
@@ -28,12 +28,6 @@ from node.verify import verify_best_chain
 
 KILLS = 20
 WORKER = Path(__file__).with_name("crash_worker.py")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_until_killed(data_dir: Path, run_seconds: float) -> list[bytes]:

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from harness.client import best_chain_record_counts, post_diagnosis
-from harness.netns import NetnsTestnet, NetnsUnavailable, check_netns_support, wait_until
+from harness.netns import NetnsTestnet, NetnsUnavailable, check_netns_support
+from harness.util import wait_until
 from harness.soak import run_soak
 
 pytestmark = pytest.mark.slow

@@ -10,16 +10,14 @@ Plan:
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from harness.netns import wait_until
+from harness.util import free_port, wait_for_node
 from node.genesis import build_genesis, write_genesis
 from node.identity import init_identity
 
@@ -45,12 +43,6 @@ asyncio.run(main())
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture()
 def data_dir(tmp_path: Path) -> Path:
     identity = init_identity(tmp_path, "Relay Hospital")
@@ -69,21 +61,9 @@ def test_relay_only_node_starts_fast_without_ml_libraries(data_dir: Path) -> Non
     started = time.monotonic()
     process = subprocess.Popen([sys.executable, "run_node.py", "node", "--data-dir", str(data_dir), "--port", str(port),
                                 "--no-diagnostics"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    answers: list[dict[str, object]] = []
-
-    def answered() -> bool:
-        if process.poll() is not None:
-            pytest.fail(f"relay node exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=1) as response:
-                answers.append(json.loads(response.read()))
-        except OSError:
-            return False
-        return True
-
     try:
-        wait_until(answered, START_LIMIT_S, "the relay-only node to answer", interval=0.05)
-        assert answers[-1]["height"] == 0
+        status = wait_for_node(f"http://127.0.0.1:{port}", process, START_LIMIT_S, "the relay-only node")
+        assert status["height"] == 0
         print(f"relay-only node answered after {time.monotonic() - started:.2f} s")
     finally:
         process.terminate()

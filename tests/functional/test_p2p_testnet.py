@@ -24,7 +24,7 @@ from node.genesis import load_genesis
 from node.identity import load_identity
 from node.store import ChainStore
 from tests.builders import MemberKeys, build_branch
-from tests.functional.framework import free_port
+from harness.util import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 90.0
@@ -48,14 +48,6 @@ def start_testnet(data_root: Path, base_port: int) -> tuple[subprocess.Popen[str
 def get_json(port: int, path: str) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
         return json.loads(response.read())
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def stop_testnet(process: subprocess.Popen[str]) -> None:
@@ -85,7 +77,7 @@ def test_testnet_starts_stops_and_restarts_with_its_chain(tmp_path: Path) -> Non
     try:
         tokens = [line.split("api token ")[1] for line in lines if "api token" in line]
         assert f"http://127.0.0.1:{base_port}/" in "\n".join(lines) and len(tokens) == 2
-        wait_for(lambda: all(get_json(base_port + i, "/api/v1/peers")["count"] == 1 for i in range(2)), 30,
+        wait_until(lambda: all(get_json(base_port + i, "/api/v1/peers")["count"] == 1 for i in range(2)), 30,
                  "the two testnet nodes to connect")
     finally:
         stop_testnet(process)
@@ -100,7 +92,7 @@ def test_testnet_starts_stops_and_restarts_with_its_chain(tmp_path: Path) -> Non
     process, lines = start_testnet(tmp_path, base_port)
     try:
         assert [line.split("api token ")[1] for line in lines if "api token" in line] == tokens
-        wait_for(lambda: all(get_json(base_port + i, "/api/v1/status")["height"] == 20 for i in range(2)), 30,
+        wait_until(lambda: all(get_json(base_port + i, "/api/v1/status")["height"] == 20 for i in range(2)), 30,
                  "node 1 to sync node 0's 20 blocks")
     finally:
         stop_testnet(process)

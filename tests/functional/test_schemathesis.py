@@ -13,14 +13,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -30,24 +25,11 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from tests.conftest import REPO_ROOT
-from tests.functional.test_api_harness import free_port, make_node_dir, models_dir
+from harness.util import free_port, wait_for_node
+from tests.functional.test_api_harness import make_node_dir, models_dir
 
 START_TIMEOUT_S = 60
 MAX_EXAMPLES = 25
-
-
-def wait_for_status(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"node exited with {process.returncode} before answering")
-        try:
-            with urllib.request.urlopen(f"{url}/api/v1/status", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    raise TimeoutError(f"node at {url} did not answer within {timeout}s")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +45,7 @@ def node_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
                                 "--config", str(config_path)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_status(url, process, START_TIMEOUT_S)
+        wait_for_node(url, process, START_TIMEOUT_S)
         # Without a plug-in, POST /diagnoses answers 503 relay-only by design; send no token then,
         # so schemathesis sees the 401 path instead of a deliberate 5xx.
         token = (data_dir / "api_token").read_text().strip() if has_models else ""

@@ -33,6 +33,7 @@ from diagnostics.fusion import ModelEvidence, compute_assessment
 from diagnostics.heatmap import HEATMAP_MAX_SIDE, compute_cam
 from diagnostics.imaging import LUNG_WINDOW_LEVEL, LUNG_WINDOW_WIDTH, decode_image
 from diagnostics.preprocessing import to_model_input
+from harness.util import wait_until_async as wait_until
 from tests.unit.test_diagnostics_helpers import (
     MODELS_DIR,
     encode_png,
@@ -261,15 +262,6 @@ async def test_async_refusal_leaves_other_requests_unharmed(plugin: object, shar
                                     plugin.diagnose_async({modality: b""}, RISK), return_exceptions=True)
     assert outcomes[0].label in ("affected", "normal")
     assert isinstance(outcomes[1], DiagnosisError) and outcomes[1].code == "empty-file"
-
-
-async def wait_until(predicate: object, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise TimeoutError("condition not met before the deadline")
-        await asyncio.sleep(0.005)
 
 
 async def test_requests_arriving_during_an_invoke_share_the_next_one(plugin: object,
