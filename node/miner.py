@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from consensus.builders import make_header_template, sign_block
 from consensus.errors import ValidationError
 from consensus.pow import mine_header
-from consensus.types import MAX_BLOCK_BYTES, DiagnosisRecord
+from consensus.types import MAX_BLOCK_BYTES, BlockHeader, DiagnosisRecord
 from node.chain import ChainService
 from node.identity import NodeIdentity
 from node.store import DuplicateBlock
@@ -43,6 +43,7 @@ class Miner:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="miner")
         self.blocks_mined = 0
         self.abandoned = 0
+        self.mining_on: bytes | None = None  # parent hash of the block being mined, for status and tests
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -66,16 +67,10 @@ class Miner:
         parent = store.tip
         timestamp = max(self.chain.clock_ms(), await self.chain.run(store.median_time_past, parent) + 1)
         header = make_header_template(parent, records, timestamp, store.params.difficulty, self.identity.member_id)
-        loop = asyncio.get_running_loop()
-        start = 0
-        while True:
-            solved = await loop.run_in_executor(self.executor, mine_header, header, start, NONCES_PER_CHUNK)
-            if store.tip.block_hash != parent.block_hash:
-                self.abandoned += 1
-                return True  # tip moved: rebuild the template on the new tip
-            if solved is not None:
-                break
-            start += NONCES_PER_CHUNK
+        solved = await self._solve(header, parent.block_hash)
+        if solved is None:
+            self.abandoned += 1
+            return True  # tip moved: rebuild the template on the new tip
         block = sign_block(solved, records, self.identity.private_key)
         try:
             await self.chain.add_blocks([block], source="miner")
@@ -84,6 +79,22 @@ class Miner:
             return False
         self.blocks_mined += 1
         return True
+
+    async def _solve(self, header: BlockHeader, parent_hash: bytes) -> BlockHeader | None:
+        """Search nonces chunk by chunk on the worker thread; None once the tip has moved."""
+        loop = asyncio.get_running_loop()
+        start = 0
+        self.mining_on = parent_hash
+        try:
+            while True:
+                solved = await loop.run_in_executor(self.executor, mine_header, header, start, NONCES_PER_CHUNK)
+                if self.chain.store.tip.block_hash != parent_hash:
+                    return None
+                if solved is not None:
+                    return solved
+                start += NONCES_PER_CHUNK
+        finally:
+            self.mining_on = None
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
