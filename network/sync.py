@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -261,7 +262,7 @@ class BlockSync:
                 room = min(MAX_BLOCKS_IN_FLIGHT_PER_PEER - len(peer.in_flight), BLOCKS_PER_GET_BLOCKS)
                 if room <= 0:
                     break
-                hashes = self.tree.take_wanted(room, max_height, lambda h, p=peer: self._can_fetch(p, h))
+                hashes = self.tree.take_wanted(room, max_height, functools.partial(self._can_fetch, peer))
                 if not hashes:
                     break
                 self.request_blocks(peer, hashes)

@@ -129,8 +129,8 @@ RECORD_ID_PARAMETER = {"name": "record_id", "in": "path", "required": True,
 
 
 def _paths() -> dict[str, Any]:
-    public = {"security": []}
-    token = {"security": [{"bearer": []}]}
+    public: dict[str, Any] = {"security": []}
+    token: dict[str, Any] = {"security": [{"bearer": []}]}
     return {
         "/api/v1/status": {"get": {**public, "summary": "Node, chain tip and plug-in status",
                                    "responses": {"200": _json(_ref("Status"), "Status")}}},

@@ -124,7 +124,7 @@ def compute_details_digest(commitment: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(DETAILS_DOMAIN + canonical_json(commitment)).digest()
 
 
-def compute_result_digest(result: Mapping[str, Any]) -> str:
+def compute_result_digest(result: Mapping[str, Any] | None) -> str:
     return hashlib.sha256(canonical_json(result)).hexdigest()
 
 

@@ -363,7 +363,8 @@ class ChainStore:
 
     def _fork_side(self, tip: BlockMeta, fork: BlockMeta, enough: int | None = None) -> ForkSide:
         """Distinct miners after the fork; counting may stop once ``enough`` are seen."""
-        miners, node = set(), tip
+        miners: set[bytes] = set()
+        node = tip
         while node.block_hash != fork.block_hash and (enough is None or len(miners) < enough):
             miners.add(node.miner_id)
             node = self.index[node.prev_hash]
