@@ -153,8 +153,9 @@ async def store_diagnosis(request: web.Request, result: dict[str, Any], images: 
     keys = _app_keys()
     chain, identity = request.app[keys.CHAIN], request.app[keys.IDENTITY]
     try:
-        new = build_record(result, images, patient_ref, identity.private_key, identity.member_id,
-                           request.app[RECORD_KEYS], chain.clock_ms())
+        # Off the event loop: keyed digests over images of up to 20 MiB, JSON of the result, signing.
+        new = await asyncio.to_thread(build_record, result, images, patient_ref, identity.private_key,
+                                      identity.member_id, request.app[RECORD_KEYS], chain.clock_ms())
     except RecordError as error:
         raise diagnosis_error(error) from None
     await chain.add_pending_record(new.record, new.details_bytes)
