@@ -77,3 +77,30 @@ class BanList:
 
     def unban_all(self) -> None:
         self.bans.clear()
+
+    def to_records(self) -> list[dict[str, object]]:
+        """Live bans as plain data (key, reason, seconds left), to be saved across a restart."""
+        now = self.clock()
+        return [{"key": ban.key, "reason": ban.reason, "remaining_s": round(ban.until - now, 3)}
+                for ban in self.bans.values() if ban.until > now]
+
+    def load_records(self, records: object, elapsed_s: float = 0.0) -> int:
+        """Restore saved bans, less the time that passed since they were saved; returns how many.
+
+        Malformed entries are skipped: a damaged file must not stop the node.
+        """
+        if not isinstance(records, list):
+            return 0
+        now, loaded = self.clock(), 0
+        for record in records[-MAX_BANS:]:
+            if not isinstance(record, dict):
+                continue
+            key, reason, remaining = record.get("key"), record.get("reason"), record.get("remaining_s")
+            if not (isinstance(key, str) and key.startswith(("member:", "addr:")) and isinstance(reason, str)
+                    and isinstance(remaining, (int, float))):
+                continue
+            left = min(float(remaining) - elapsed_s, self.duration_s)
+            if left > 0 and not (key.startswith("addr:") and key.removeprefix("addr:") in self.exempt_hosts):
+                self.bans[key] = Ban(key, reason, now + left)
+                loaded += 1
+        return loaded

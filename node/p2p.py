@@ -10,7 +10,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import os
+import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +30,7 @@ from node.chain import ChainService
 from node.store import AddResult, DuplicateBlock, MissingParent
 
 NETWORK = web.AppKey("network", PeerNetwork)
+log = logging.getLogger("lungledger.net")
 
 
 class ChainServiceBackend:
@@ -88,6 +95,35 @@ def _to_accepted(results: Sequence[AddResult]) -> list[AcceptedBlock]:
     return [AcceptedBlock(r.meta.block_hash, r.meta.height, r.became_best) for r in results]
 
 
+BANS_FILE = "bans.json"
+
+
+def save_bans(network: PeerNetwork, path: Path) -> None:
+    """Write live bans atomically (temporary file, then rename), with the wall-clock time."""
+    data = {"saved_at": time.time(), "bans": network.bans.to_records()}
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data, indent=1))
+    os.replace(temporary, path)
+
+
+def load_bans(network: PeerNetwork, path: Path) -> None:
+    """Restore bans saved at the last shutdown; a missing or damaged file only means none."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as error:
+        log.warning("ignoring unreadable ban list %s: %s", path, error)
+        return
+    if not isinstance(data, dict) or not isinstance(data.get("saved_at"), (int, float)):
+        log.warning("ignoring malformed ban list %s", path)
+        return
+    elapsed = max(0.0, time.time() - float(data["saved_at"]))
+    loaded = network.bans.load_records(data.get("bans"), elapsed)
+    if loaded:
+        log.info("restored %d bans from %s", loaded, path)
+
+
 async def p2p_context(app: web.Application) -> AsyncIterator[None]:
     from node.app import CHAIN, CONFIG, GENESIS, IDENTITY
     from node.metrics import METRICS
@@ -102,9 +138,12 @@ async def p2p_context(app: web.Application) -> AsyncIterator[None]:
     metrics.sync_progress.set_function(network.sync.get_progress)
     network.sync.rejection_listeners.append(metrics.on_rejected)
     network.ban_listeners.append(metrics.on_ban)
+    bans_path = config.data_dir / BANS_FILE
+    await asyncio.to_thread(load_bans, network, bans_path)
     await network.start()
     yield
     await network.stop()
+    await asyncio.to_thread(save_bans, network, bans_path)
 
 
 async def handle_p2p(request: web.Request) -> web.StreamResponse:
