@@ -33,7 +33,7 @@ async def main(data_dir: Path, port: int) -> None:
         await app[CHAIN].add_pending_record(record, b"{}")
         print("ACK", record.record_id.hex(), flush=True)
         app[MINER].wake()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # yield to the miner and the HTTP server between records (not a timed wait)
 
 
 if __name__ == "__main__":
