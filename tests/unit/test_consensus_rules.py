@@ -188,3 +188,16 @@ def test_record_roundtrip_and_merkle() -> None:
 
     with pytest.raises(ValidationError, match="bad-encoding"):
         DiagnosisRecord.from_fields(unpack(pack(sign_record(unsorted, A.key).to_fields()), 2048))
+
+
+def test_bad_genesis() -> None:
+    from consensus.validation import validate_genesis
+
+    validate_genesis(GENESIS, PARAMS)
+    other_params = replace(PARAMS, difficulty=PARAMS.difficulty + 1)
+    with pytest.raises(ValidationError) as raised:
+        validate_genesis(GENESIS, other_params)  # the header does not commit to these parameters
+    assert raised.value.code == "bad-genesis"
+    with pytest.raises(ValidationError) as raised:
+        validate_genesis(Block(GENESIS.header, b"\x01" * 64, ()), PARAMS)  # a genesis carries no signature
+    assert raised.value.code == "bad-genesis"
