@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consensus.builders import compute_block_meta
+from consensus.encoding import unpack
 from consensus.errors import ValidationError
 from consensus.forkchoice import ForkDecision, ForkSide, on_candidate_tip
-from consensus.encoding import unpack
 from consensus.types import MAX_RECORD_BYTES, Block, ChainParams, DiagnosisRecord
 from consensus.validation import (
+    MEDIAN_TIME_SPAN,
     BlockMeta,
     compute_median_time_past,
     validate_block,
@@ -51,7 +52,6 @@ CREATE TABLE IF NOT EXISTS details (record_id BLOB PRIMARY KEY, data BLOB NOT NU
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 STATUS_VALID = 1
-MEDIAN_SPAN = 11
 
 
 class MissingParent(Exception):
@@ -249,13 +249,13 @@ class ChainStore:
 
     def median_time_past(self, meta: BlockMeta) -> int:
         timestamps, node = [], meta
-        for _ in range(MEDIAN_SPAN):
+        for _ in range(MEDIAN_TIME_SPAN):
             timestamps.append(node.timestamp_ms)
             parent = self.index.get(node.prev_hash)
             if parent is None:
                 break
             node = parent
-        return compute_median_time_past(sorted(timestamps))
+        return compute_median_time_past(timestamps)
 
     def is_record_in_ancestry(self, record_id: bytes, meta: BlockMeta) -> bool:
         for block_hash, _ in self.get_record_blocks(record_id):

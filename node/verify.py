@@ -7,16 +7,21 @@ in the index, re-decodes every block from its stored bytes and replays
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from consensus.builders import compute_block_meta
 from consensus.errors import ValidationError
 from consensus.types import Block
-from consensus.validation import BlockMeta, compute_median_time_past, validate_block, validate_genesis
+from consensus.validation import (
+    MEDIAN_TIME_SPAN,
+    BlockMeta,
+    compute_median_time_past,
+    validate_block,
+    validate_genesis,
+)
 from node.store import ChainStore
-
-MEDIAN_SPAN = 11
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ def verify_best_chain(store: ChainStore, now_ms: int, progress: Callable[[int, i
     """
     best = list(store.best)
     records_seen: set[bytes] = set()
-    timestamps: list[int] = []
+    timestamps: deque[int] = deque(maxlen=MEDIAN_TIME_SPAN)  # only the last 11 count
     parent: BlockMeta | None = None
     records_checked = 0
     for height, block_hash in enumerate(best):
@@ -48,7 +53,7 @@ def verify_best_chain(store: ChainStore, now_ms: int, progress: Callable[[int, i
             if height == 0:
                 validate_genesis(block, store.params)
             else:
-                validate_block(block, store.params, parent, compute_median_time_past(timestamps[-MEDIAN_SPAN:]),
+                validate_block(block, store.params, parent, compute_median_time_past(timestamps),
                                now_ms, records_seen.__contains__)
             if block.block_hash != block_hash:
                 raise ValidationError("bad-encoding", "stored bytes do not hash to the indexed block hash")
