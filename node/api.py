@@ -23,6 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
+from node.app import CHAIN, IDENTITY
+from node.chain import ChainService
+from node.metrics import METRICS, NodeMetrics
 from node.records import (
     derive_record_keys,
 )
@@ -78,20 +81,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 # --------------------------------------------------------------------- helpers
-def _app_keys() -> Any:
-    import node.app as keys  # imported late: node.app imports this module
-
-    return keys
-
-
-def get_metrics(app: web.Application) -> Any:
+def get_metrics(app: web.Application) -> NodeMetrics | None:
     """The node's Prometheus metrics, where the app has them."""
-    key = getattr(_app_keys(), "METRICS", None)
-    return app.get(key) if key is not None else None
+    return app.get(METRICS)
 
 
-def get_chain_store(request: web.Request) -> tuple[Any, ChainStore]:
-    chain = request.app[_app_keys().CHAIN]
+def get_chain_store(request: web.Request) -> tuple[ChainService, ChainStore]:
+    chain = request.app[CHAIN]
     return chain, chain.store
 
 
@@ -102,7 +98,7 @@ def require_token(request: web.Request) -> None:
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "missing-token", "this needs the node's API token: send 'Authorization: Bearer <token>' "
                                              "(the token is in the node's data directory, file api_token)", challenge)
-    expected = request.app[_app_keys().IDENTITY].api_token
+    expected = request.app[IDENTITY].api_token
     if not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise ApiError(401, "bad-token", "the API token is wrong for this node", challenge)
 
@@ -159,7 +155,7 @@ def setup_api(app: web.Application) -> None:
 
     app[DIAGNOSIS_SLOTS] = asyncio.Semaphore(MAX_CONCURRENT_DIAGNOSES)
     app[CHAIN_VERIFY_TASK] = {}
-    app[RECORD_KEYS] = derive_record_keys(app[_app_keys().IDENTITY].private_key)
+    app[RECORD_KEYS] = derive_record_keys(app[IDENTITY].private_key)
     api = "/api/v1"
     app.router.add_get(f"{api}/status", get_status)
     app.router.add_get(f"{api}/openapi.json", get_openapi)

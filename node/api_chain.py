@@ -16,12 +16,13 @@ from node.api import (
     MAX_HEIGHT_DIGITS,
     VERSION,
     ApiError,
-    _app_keys,
     get_chain_store,
     json_reply,
     parse_hex,
     parse_int,
 )
+from node.app import CONFIG, GENESIS, IDENTITY, PLUGIN
+from node.p2p import get_peer_summaries
 from node.records import (
     RecordEvidence,
     verify_record,
@@ -130,15 +131,14 @@ def chain_status_json(store: ChainStore, evidence: RecordEvidence, meta: BlockMe
 
 # ---------------------------------------------------------------- chain routes
 async def get_status(request: web.Request) -> web.Response:
-    keys = _app_keys()
     chain, store = get_chain_store(request)
-    identity, plugin = request.app[keys.IDENTITY], request.app.get(keys.PLUGIN)
+    identity, plugin = request.app[IDENTITY], request.app.get(PLUGIN)
     tip = store.tip
-    peers = await get_peer_summaries(request.app)
+    peers = get_peer_summaries(request.app)
     return json_reply({
         "node_id": identity.member_id.hex(),
         "name": identity.name,
-        "chain_id": request.app[keys.GENESIS].chain_id.hex(),
+        "chain_id": request.app[GENESIS].chain_id.hex(),
         "chain_name": store.params.name,
         "height": tip.height,
         "tip_hash": tip.block_hash.hex(),
@@ -221,21 +221,8 @@ async def get_chain_verification(request: web.Request) -> web.Response:
     return json_reply(await asyncio.shield(task))
 
 
-async def get_peer_summaries(app: web.Application) -> list[dict[str, Any]]:
-    """Connected peers from node.p2p when the network provides them; none otherwise."""
-    import node.p2p as p2p
-
-    getter = getattr(p2p, "get_peer_summaries", None)
-    if getter is None:
-        return []
-    peers = getter(app)
-    if asyncio.iscoroutine(peers):
-        peers = await peers
-    return [dict(peer) if not isinstance(peer, dict) else peer for peer in peers]
-
-
 async def get_peers(request: web.Request) -> web.Response:
-    peers = await get_peer_summaries(request.app)
-    config = request.app[_app_keys().CONFIG]
+    peers = get_peer_summaries(request.app)
+    config = request.app[CONFIG]
     return json_reply({"count": len(peers), "peers": peers, "bootstrap": list(config.peers)})
 

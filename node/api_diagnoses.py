@@ -11,10 +11,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.types import DiagnosisRecord
 from diagnostics.errors import DiagnosisError
+from diagnostics.plugin import DiagnosticPlugin
 from diagnostics.risk import RiskFactors
 from node.api import (
     ApiError,
-    _app_keys,
     get_chain_store,
     get_metrics,
     json_reply,
@@ -23,6 +23,7 @@ from node.api import (
     require_token,
 )
 from node.api_chain import chain_status_json, gather_evidence, record_json
+from node.app import CHAIN, IDENTITY, MINER, PLUGIN
 from node.records import (
     RecordError,
     RecordKeys,
@@ -120,9 +121,17 @@ def diagnosis_error(error: DiagnosisError | RecordError) -> ApiError:
     return ApiError(DIAGNOSIS_STATUS.get(error.code, 422), error.code, error.message)
 
 
+def require_plugin(request: web.Request) -> DiagnosticPlugin:
+    plugin = request.app[PLUGIN]
+    if plugin is None:
+        raise ApiError(503, "relay-only", "this node runs without a diagnostic plug-in (relay only); "
+                                          "send diagnoses to a node started with a plug-in")
+    return plugin
+
+
 async def run_diagnosis(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes], str | None]:
     """Parse the upload and run the plug-in; refusals become 4xx errors."""
-    plugin = request.app[_app_keys().PLUGIN]
+    plugin = require_plugin(request)
     images, fields = await read_diagnosis_form(request)
     patient_ref = fields.pop("patient_ref", None)
     try:
@@ -137,9 +146,7 @@ async def run_diagnosis(request: web.Request) -> tuple[dict[str, Any], dict[str,
 def check_diagnosis_request(request: web.Request) -> tuple[str, float]:
     """Token, plug-in present, query parameters; returns (wait, timeout in seconds)."""
     require_token(request)
-    if request.app[_app_keys().PLUGIN] is None:
-        raise ApiError(503, "relay-only", "this node runs without a diagnostic plug-in (relay only); "
-                                          "send diagnoses to a node started with a plug-in")
+    require_plugin(request)
     wait = request.query.get("wait", "")
     if wait not in ("", "mined"):
         raise ApiError(400, "bad-parameter", "wait must be 'mined' (or left out)")
@@ -150,8 +157,7 @@ def check_diagnosis_request(request: web.Request) -> tuple[str, float]:
 async def store_diagnosis(request: web.Request, result: dict[str, Any], images: dict[str, bytes],
                           patient_ref: str | None) -> DiagnosisRecord:
     """Build and sign the record, commit it with its details, wake the miner (acknowledge only after this)."""
-    keys = _app_keys()
-    chain, identity = request.app[keys.CHAIN], request.app[keys.IDENTITY]
+    chain, identity = request.app[CHAIN], request.app[IDENTITY]
     try:
         # Off the event loop: keyed digests over images of up to 20 MiB, JSON of the result, signing.
         new = await asyncio.to_thread(build_record, result, images, patient_ref, identity.private_key,
@@ -159,7 +165,7 @@ async def store_diagnosis(request: web.Request, result: dict[str, Any], images: 
     except RecordError as error:
         raise diagnosis_error(error) from None
     await chain.add_pending_record(new.record, new.details_bytes)
-    request.app[keys.MINER].wake()
+    request.app[MINER].wake()
     return new.record
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from diagnostics.plugin import DiagnosticPlugin
 from node.chain import ChainService
 from node.config import NodeConfig
 from node.genesis import Genesis, load_genesis
@@ -29,7 +30,7 @@ IDENTITY = web.AppKey("identity", NodeIdentity)
 GENESIS = web.AppKey("genesis", Genesis)
 CHAIN = web.AppKey("chain", ChainService)
 MINER = web.AppKey("miner", Miner)
-PLUGIN = web.AppKey("plugin", object)  # diagnostics.DiagnosticPlugin or None (relay only)
+PLUGIN: web.AppKey[DiagnosticPlugin | None] = web.AppKey("plugin")  # None: relay only
 
 
 async def chain_context(app: web.Application) -> AsyncIterator[None]:
