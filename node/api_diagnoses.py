@@ -31,6 +31,7 @@ from node.records import (
     normalise_patient_ref,
     parse_details,
 )
+from node.chain import ChainService
 from node.store import ChainStore
 
 # Request limits (explicit; aiohttp's client_max_size does not cover streamed multipart).
@@ -194,7 +195,7 @@ async def post_diagnosis(request: web.Request) -> web.Response:
     return json_reply(body, status=202)
 
 
-async def wait_until_mined(chain: Any, store: ChainStore, record_id: bytes, timeout: float) -> bool:
+async def wait_until_mined(chain: ChainService, store: ChainStore, record_id: bytes, timeout: float) -> bool:
     """Bounded wait until the record is on the best chain (checked on the DB thread after each tip change)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -63,7 +63,7 @@ class ChainService:
     async def _announce(self, results: Sequence[AddResult], source: Any) -> None:
         for result in results:
             self._log_result(result)
-        if any(r.became_best for r in results):
+        if any(r.tip_changed for r in results):
             async with self.tip_changed:
                 self.tip_changed.notify_all()
         for listener in list(self.listeners):

@@ -92,7 +92,8 @@ class ChainServiceBackend:
 
 
 def _to_accepted(results: Sequence[AddResult]) -> list[AcceptedBlock]:
-    return [AcceptedBlock(r.meta.block_hash, r.meta.height, r.became_best) for r in results]
+    # became_best for the network means "the tip moved": announce it (even if to another branch).
+    return [AcceptedBlock(r.meta.block_hash, r.meta.height, r.tip_changed) for r in results]
 
 
 BANS_FILE = "bans.json"

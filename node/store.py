@@ -85,6 +85,11 @@ class AddResult:
     reorg: Reorg | None = None
     refused_deep: bool = False
 
+    @property
+    def tip_changed(self) -> bool:
+        """The best tip moved: to this block, or (its arrival made another branch win) elsewhere."""
+        return self.became_best or self.reorg is not None
+
 
 class ChainStore:
     """The chain on disk plus an in-memory block index (as Bitcoin Core keeps one)."""
