@@ -27,12 +27,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.client import request_json
 from harness.util import wait_for_node
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -219,8 +219,7 @@ class NetnsTestnet:
 
     # ------------------------------------------------------------------- API
     def get(self, index: int, path: str, timeout: float = 5) -> Any:
-        with urllib.request.urlopen(self.hosts[index].url + path, timeout=timeout) as response:
-            return json.loads(response.read())
+        return request_json(self.hosts[index].url + path, timeout=timeout)
 
     def status(self, index: int) -> dict[str, Any]:
         return dict(self.get(index, "/api/v1/status"))
