@@ -22,6 +22,9 @@ MAX_AGE = 130
 _TRUE_WORDS = frozenset({"true", "yes", "1", "on"})
 _FALSE_WORDS = frozenset({"false", "no", "0", "off"})
 _UNKNOWN_WORDS = frozenset({"", "unknown", "none", "null"})
+# Only ASCII blanks are trimmed: a no-break or zero-width space is not silently dropped.
+_ASCII_BLANKS = " \t"
+MAX_AGE_DIGITS = 6
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,28 @@ class RiskFactors:
         return {"age": self.age, "smoking": self.smoking, "family_history": self.family_history}
 
 
+def parse_ascii_int(text: str, max_digits: int) -> int | None:
+    """``text`` as a whole number written in ASCII digits 0-9 only, else None.
+
+    ``str.isdigit`` and ``int`` also accept superscripts, circled and other
+    scripts' digits (``"²"`` made ``int`` raise, ``"٣٤"`` became 34), so
+    both are guarded by ``isascii``.
+    """
+    if not text or len(text) > max_digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def _parse_age(value: Any) -> Any:
     if isinstance(value, str):
-        text = value.strip()
+        text = value.strip(_ASCII_BLANKS)
         if text.lower() in _UNKNOWN_WORDS:
             return None
-        if not text.isdigit():
-            raise DiagnosisError("bad-risk-factor", f"age must be a whole number of years, got {value!r}")
-        return int(text)
+        age = parse_ascii_int(text, MAX_AGE_DIGITS)
+        if age is None:
+            raise DiagnosisError("bad-risk-factor", f"age must be a whole number of years written with the digits "
+                                                    f"0-9, got {value!r}")
+        return age
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -73,14 +90,14 @@ def _parse_age(value: Any) -> Any:
 
 def _parse_smoking(value: Any) -> Any:
     if isinstance(value, str):
-        text = value.strip().lower()
+        text = value.strip(_ASCII_BLANKS).lower()
         return None if text in _UNKNOWN_WORDS else text
     return value
 
 
 def _parse_flag(value: Any) -> Any:
     if isinstance(value, str):
-        text = value.strip().lower()
+        text = value.strip(_ASCII_BLANKS).lower()
         if text in _UNKNOWN_WORDS:
             return None
         if text in _TRUE_WORDS:
