@@ -205,7 +205,7 @@ def test_colour_dicom_is_refused() -> None:
     import pydicom
 
     dataset = pydicom.dcmread(get_pydicom_file("examples_rgb_color.dcm"))  # a colour ultrasound frame
-    del dataset.Modality
+    dataset.Modality = "CT"  # a missing Modality is refused first (wrong-modality)
     buffer = io.BytesIO()
     dataset.save_as(buffer)
     assert decode_code(buffer.getvalue()) == "not-greyscale"
