@@ -139,13 +139,14 @@ def _decode_raster(data: bytes, source_format: str, limits: ImageLimits, deadlin
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(DeadlineReader(data, deadline), formats=[_RASTER_FORMATS[source_format]]) as image:
                 check_pixel_count(*image.size, limits)
-                rotated = image.getexif().get(_ORIENTATION, 1) not in (None, 1)
-                cost = estimate_raster_bytes(image, rotated)
+                # A PNG's EXIF may follow its pixels (Pillow loads the image to read it): assume a rotation.
+                may_rotate = source_format == "png" or _is_rotated(image)
+                cost = estimate_raster_bytes(image, may_rotate)
                 check_decode_bytes(cost, *image.size, f"{image.mode}-mode {source_format.upper()}", limits)
                 with DECODE_BUDGET.reserve(cost, deadline):
                     image.load()
                     deadline.check("decoding the image")
-                    return _to_gray(ImageOps.exif_transpose(image) if rotated else image)
+                    return _to_gray(ImageOps.exif_transpose(image) if _is_rotated(image) else image)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -153,6 +154,10 @@ def _decode_raster(data: bytes, source_format: str, limits: ImageLimits, deadlin
     except _PARSER_ERRORS as error:
         raise ImageError("corrupt-image", f"the image could not be decoded ({error}); "
                                           "it may be truncated or damaged, export it again") from error
+
+
+def _is_rotated(image: Image.Image) -> bool:
+    return image.getexif().get(_ORIENTATION, 1) not in (None, 1)
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:
