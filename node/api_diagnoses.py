@@ -52,7 +52,7 @@ TEXT_FIELDS = ("age", "smoking", "family_history", "patient_ref")
 DIAGNOSIS_STATUS = {
     "bad-risk-factor": 400, "no-image": 400, "bad-modality": 400, "bad-patient-ref": 400,
     "file-too-large": 413, "too-many-pixels": 413, "unsupported-format": 415,
-    "bad-config": 503, "bad-model-card": 503, "model-mismatch": 503,
+    "bad-config": 503, "bad-model-card": 503, "model-mismatch": 503, "decode-busy": 503,
 }
 DIAGNOSIS_SLOTS = web.AppKey("diagnosis_slots", asyncio.Semaphore)
 RECORD_KEYS = web.AppKey("record_keys", RecordKeys)

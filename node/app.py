@@ -18,6 +18,7 @@ from diagnostics.plugin import DiagnosticPlugin
 from node.chain import ChainService
 from node.config import NodeConfig
 from node.genesis import Genesis, load_genesis
+from node.hardening import HANDLER_ARGS, setup_hardening
 from node.identity import NodeIdentity, load_identity
 from node.metrics import METRICS, NodeMetrics, get_metrics
 from node.miner import Miner
@@ -86,7 +87,8 @@ def create_app(config: NodeConfig) -> web.Application:
     from node.api import error_middleware, setup_api
     from node.p2p import setup_p2p
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=48 * 1024 * 1024)
+    app = web.Application(middlewares=[error_middleware], client_max_size=48 * 1024 * 1024,
+                          handler_args=HANDLER_ARGS)
     app[CONFIG] = config
     app[METRICS] = NodeMetrics()
     app.router.add_get("/metrics", get_metrics)
@@ -94,6 +96,7 @@ def create_app(config: NodeConfig) -> web.Application:
     app[GENESIS] = load_genesis(config.resolved_genesis_path)
     if app[IDENTITY].member_id not in app[GENESIS].params.members_by_id:
         raise ValueError(f"this node ({app[IDENTITY].member_id.hex()}) is not a member listed in the genesis file")
+    setup_hardening(app, config.data_dir, tip_source=lambda: app[CHAIN].store.tip.block_hash)
     app.cleanup_ctx.append(chain_context)
     app.cleanup_ctx.append(plugin_context)
     app.cleanup_ctx.append(miner_context)
