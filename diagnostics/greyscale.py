@@ -73,4 +73,5 @@ def stretch(values: np.ndarray) -> np.ndarray:
     scale = 255.0 / (high - low) if high > low else 0.0
     scaled = values - low
     scaled *= scale
-    return scaled.astype(np.float32, copy=False)
+    # (high - low) * (255 / (high - low)) can round to just above 255.
+    return np.clip(scaled, 0.0, 255.0, out=scaled).astype(np.float32, copy=False)
