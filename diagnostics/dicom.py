@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import struct
@@ -104,7 +105,7 @@ def decode_dicom(data: bytes, modality: str, limits: ImageLimits, deadline: Deco
                 return window_dicom(dataset, stored, modality, parser_errors)
     except DiagnosisError:
         raise
-    except (*parser_errors, pydicom.errors.InvalidDicomError) as error:
+    except (*parser_errors, pydicom.errors.InvalidDicomError) as error:  # type: ignore[misc]
         raise ImageError("corrupt-image", f"the DICOM file could not be decoded ({error}); "
                                           "it may be truncated or damaged, export it again") from error
 
@@ -166,7 +167,7 @@ def validate_dicom_header(dataset: Any, modality: str, limits: ImageLimits) -> D
                                               "it may be truncated, export it again")
         raise ImageError("unsupported-format", "the DICOM file holds no image (no PixelData)")
     header = read_image_header(dataset)
-    frames = read_int(dataset, "NumberOfFrames", 1)
+    frames = read_int(dataset, "NumberOfFrames", 1) or 0  # never None: it has a default
     check_pixel_count(header.columns, header.rows, limits, frames)
     if frames != 1:
         raise ImageError("unsupported-format", f"the DICOM file has {frames} frames; upload one slice or radiograph")
@@ -392,9 +393,9 @@ def validate_rle_frame(frame: bytes, header: DicomImageHeader, deadline: DecodeD
         raise ImageError("corrupt-image", f"the DICOM RLE frame holds {count} segments; "
                                           f"{expected} expected for its samples and bits")
     bounds = [*offsets[:count], len(frame)]
-    if bounds[0] != 64 or any(a > b for a, b in zip(bounds, bounds[1:])):
+    if bounds[0] != 64 or any(a > b for a, b in itertools.pairwise(bounds)):
         raise ImageError("corrupt-image", "the DICOM RLE frame's segment offsets are out of order")
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         if rle_decoded_length(frame[start:end], header.pixels, deadline) > header.pixels:
             raise ImageError("corrupt-image", f"a DICOM RLE segment decodes to more than the "
                                               f"{header.columns}x{header.rows} the header declares")

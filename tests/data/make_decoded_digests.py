@@ -14,7 +14,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from diagnostics.imaging import ImageError, decode_image  # noqa: E402
+from diagnostics.imaging import ImageError, decode_image
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.test_api_harness import make_node_dir, require_models, running_node, sample_image
+from tests.functional.test_api_harness import (
+    make_node_dir,
+    require_models,
+    running_node,
+    sample_image,
+)
 
 
 @pytest.mark.parametrize("age", ["²", "①", "٣٤", "３４"])

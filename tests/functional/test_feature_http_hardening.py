@@ -26,7 +26,12 @@ from pathlib import Path
 import pytest
 
 from node.app import CHAIN, IDENTITY, MINER
-from node.hardening import DIAGNOSES_IN_PROGRESS, HTTP_IDLE_TIMEOUT_S, MAX_DIAGNOSES_PER_TOKEN, SECURITY_HEADERS
+from node.hardening import (
+    DIAGNOSES_IN_PROGRESS,
+    HTTP_IDLE_TIMEOUT_S,
+    MAX_DIAGNOSES_PER_TOKEN,
+    SECURITY_HEADERS,
+)
 from tests.builders import MemberKeys, make_record
 from tests.functional.test_api_harness import (
     RunningNode,
@@ -139,7 +144,7 @@ async def test_chain_verify_is_computed_once_per_tip(tmp_path: Path) -> None:
 
 async def stalled_upload(port: int, token: str) -> asyncio.StreamWriter:
     """An authenticated upload whose body never finishes (it holds a diagnosis slot)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     boundary = "stall"
     writer.write((f"POST /api/v1/diagnoses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
                   f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 1000000\r\n\r\n"

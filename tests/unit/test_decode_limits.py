@@ -21,7 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diagnostics.decode_limits import DECODE_BUDGET, MAX_DECODE_BYTES, DecodeBudget, DecodeDeadline, ImageLimits
+from diagnostics.decode_limits import (
+    DECODE_BUDGET,
+    MAX_DECODE_BYTES,
+    DecodeBudget,
+    DecodeDeadline,
+    ImageLimits,
+)
 from diagnostics.greyscale import STRIP_PIXELS, check_greyscale
 from diagnostics.imaging import ImageError, decode_image, estimate_raster_bytes
 from tests import bombs
