@@ -35,7 +35,9 @@ log = logging.getLogger("lungledger.hardening")
 
 HTTP_IDLE_TIMEOUT_S = 15.0
 HANDLER_ARGS: dict[str, Any] = {"keepalive_timeout": HTTP_IDLE_TIMEOUT_S}
-MAX_DIAGNOSES_PER_TOKEN = 4
+# Half of the node's 16 diagnosis slots: one token (one user, or a stolen token) cannot take them all,
+# and a hospital sharing one token can still send a batch of 8 at once.
+MAX_DIAGNOSES_PER_TOKEN = 8
 DIAGNOSES_PATH = "/api/v1/diagnoses"
 CHAIN_VERIFY_PATH = "/api/v1/chain/verify"
 PRIVATE_DIR_MODE = 0o700
