@@ -104,7 +104,8 @@ def decode_dicom(data: bytes, modality: str, limits: ImageLimits, deadline: Deco
                 return window_dicom(dataset, stored, modality, parser_errors)
     except DiagnosisError:
         raise
-    except (*parser_errors, pydicom.errors.InvalidDicomError) as error:  # type: ignore[misc]
+    except (*parser_errors, pydicom.errors.InvalidDicomError,  # type: ignore[misc]
+            pydicom.errors.BytesLengthException) as error:
         raise ImageError("corrupt-image", f"the DICOM file could not be decoded ({error}); "
                                           "it may be truncated or damaged, export it again") from error
 
