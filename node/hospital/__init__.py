@@ -22,7 +22,14 @@ __all__ = ["HOSPITAL", "HospitalConfig", "HospitalService", "setup_hospital"]
 
 
 def setup_hospital(app: web.Application, hospital_section: object) -> None:
-    """Add the hospital integration to a node app (the section may be empty: routes only, no listener)."""
+    """Add the routes; with a ``hospital`` section, also the service (inbox, queue, DICOM listener if a port is set).
+
+    Without a section (the default) the node creates no hospital files; the FHIR route still works and
+    POST /studies answers 503 until a section is configured.
+    """
+    setup_routes(app)
+    if not hospital_section:
+        return
     config = HospitalConfig.from_mapping(hospital_section if isinstance(hospital_section, dict) else {})
 
     async def hospital_context(app: web.Application) -> AsyncIterator[None]:
@@ -34,4 +41,3 @@ def setup_hospital(app: web.Application, hospital_section: object) -> None:
         await service.stop()
 
     app.cleanup_ctx.append(hospital_context)
-    setup_routes(app)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -92,16 +93,33 @@ def read_instance_info(data: bytes, max_bytes: int) -> InstanceInfo:
         raise InstanceError("instance-too-large", f"instance is {len(data)} bytes; the limit is {max_bytes}",
                             STATUS_OUT_OF_RESOURCES)
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=False, defer_size=1024)
+        dataset = pydicom.dcmread(io.BytesIO(data))
         info = _info_from_dataset(dataset)
-        has_pixels = "PixelData" in dataset
+        if "PixelData" not in dataset:
+            raise InstanceError("no-pixel-data", "the instance has no pixel data (not an image)", STATUS_NOT_MATCHING)
+        validate_pixel_data(dataset)
     except InstanceError:
         raise
     except (InvalidDicomError, ValueError, TypeError, KeyError, AttributeError, EOFError, OSError, IndexError) as error:
         raise InstanceError("not-dicom", f"not a readable DICOM file: {error}") from error
-    if not has_pixels:
-        raise InstanceError("no-pixel-data", "the instance has no pixel data (not an image)", STATUS_NOT_MATCHING)
     return info
+
+
+def validate_pixel_data(dataset: Any) -> None:
+    """Refuse truncated pixel data: uncompressed by its length, compressed by decoding it."""
+    syntax = dataset.file_meta.TransferSyntaxUID
+    if syntax.is_compressed:
+        try:
+            dataset.pixel_array  # noqa: B018  (decoding is the check)
+        except Exception as error:  # every decoder plug-in raises its own types
+            raise InstanceError("undecodable-pixels", f"the compressed pixel data cannot be decoded: {error}") from None
+        return
+    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+    expected = (int(dataset.Rows) * int(dataset.Columns) * int(getattr(dataset, "SamplesPerPixel", 1))
+                * ((int(dataset.BitsAllocated) + 7) // 8) * frames)
+    if len(dataset.PixelData) < expected:
+        raise InstanceError("truncated", f"pixel data has {len(dataset.PixelData)} bytes; {expected} expected "
+                                         "(a truncated file?)")
 
 
 def _info_from_dataset(dataset: object) -> InstanceInfo:

@@ -75,9 +75,17 @@ async def receive_stow(request: web.Request, service: HospitalService) -> tuple[
                                             "the series is refused as a whole")
 
 
+def require_service(request: web.Request) -> HospitalService:
+    service = request.app.get(HOSPITAL)
+    if service is None:
+        raise ApiError(503, "hospital-not-configured", "this node has no 'hospital' section in its configuration; "
+                                                       "see docs/INTEGRATION.md")
+    return service
+
+
 async def post_studies(request: web.Request) -> web.Response:
     require_token(request)
-    service = request.app[HOSPITAL]
+    service = require_service(request)
     if request.app[PLUGIN] is None:
         raise ApiError(503, "relay-only", "this node runs without a diagnostic plug-in (relay only)")
     if not request.content_type.startswith(STOW_CONTENT_TYPES):
@@ -128,7 +136,7 @@ async def get_diagnosis_fhir(request: web.Request) -> web.Response:
 
 async def get_hospital_status(request: web.Request) -> web.Response:
     require_token(request)
-    return json_reply(await request.app[HOSPITAL].status())
+    return json_reply(await require_service(request).status())
 
 
 def setup_routes(app: web.Application) -> None:
