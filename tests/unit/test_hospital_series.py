@@ -15,6 +15,7 @@ Plan:
 
 from __future__ import annotations
 
+import copy
 import io
 from pathlib import Path
 
@@ -168,7 +169,12 @@ def test_fhir_bundle_validates_and_invalid_is_refused() -> None:
     assert bundle["entry"][0]["resource"]["status"] == "final"
     pending = build_bundle("ef" * 16, sample_details(), None)
     assert pending["entry"][0]["resource"]["status"] == "preliminary"
-    broken = dict(bundle, type="not-a-bundle-type")
+    broken = copy.deepcopy(bundle)
+    del broken["entry"][0]["resource"]["status"]  # required in a DiagnosticReport
+    with pytest.raises(FhirError, match="status"):
+        validate_bundle(broken)
+    broken = copy.deepcopy(bundle)
+    broken["entry"][1]["resource"]["valueString"] = {"not": "a string"}
     with pytest.raises(FhirError):
         validate_bundle(broken)
 
