@@ -38,12 +38,12 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from diagnostics import load_plugin  # noqa: E402
-from node.hospital.instances import read_instance_info  # noqa: E402
-from node.hospital.pipeline import diagnose_series  # noqa: E402
-from node.hospital.series import ReceivedInstance, SeriesAssembler  # noqa: E402
-from node.hospital.service import write_durably  # noqa: E402
-from tests.dicom_builders import build_series, real_dicom_files  # noqa: E402
+from diagnostics import load_plugin
+from node.hospital.instances import read_instance_info
+from node.hospital.pipeline import diagnose_series
+from node.hospital.series import ReceivedInstance, SeriesAssembler
+from node.hospital.service import write_durably
+from tests.dicom_builders import build_series, real_dicom_files
 
 LUNG_MIN_FRACTION = 0.03
 
@@ -117,7 +117,7 @@ def peak_rss_mib() -> float:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    plugin = load_plugin("mobilenetv2", {})
+    plugin: Any = load_plugin("mobilenetv2", {})
     instances = build_series(args.slices, patient_id="LL-BENCH-0001")
     rounds: list[dict[str, Any]] = []
     try:

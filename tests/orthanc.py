@@ -60,9 +60,9 @@ class Orthanc:
 
     def start(self) -> None:
         config = self.write_config()
-        log = open(self.root / "orthanc.log", "ab")
-        self.process = subprocess.Popen([find_orthanc(), str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                        cwd=self.root)
+        with open(self.root / "orthanc.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([find_orthanc(), str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=self.root)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

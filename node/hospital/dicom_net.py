@@ -94,7 +94,7 @@ def start_listener(ae_title: str, host: str, port: int, allowed_ae_titles: Seque
                         event.assoc.requestor.ae_title)
             event.assoc.acse.send_reject(0x01, 0x01, 0x01)
 
-    def on_c_store(event: Any) -> tuple[int, Any] | int:
+    def on_c_store(event: Any) -> Any:
         try:
             status, comment = on_store(event.encoded_dataset(include_meta=True), event.assoc.requestor.ae_title)
         except Exception:  # the listener must answer, whatever went wrong inside
@@ -109,9 +109,11 @@ def start_listener(ae_title: str, host: str, port: int, allowed_ae_titles: Seque
         reply.ErrorComment = comment[:64]
         return reply
 
-    handlers = [(evt.EVT_C_STORE, on_c_store), (evt.EVT_REQUESTED, on_requested)]
+    handlers: list[Any] = [(evt.EVT_C_STORE, on_c_store), (evt.EVT_REQUESTED, on_requested)]
     server = ae.start_server((host, port), block=False, evt_handlers=handlers)
-    bound = server.server_address[1]
+    if server is None:
+        raise RuntimeError("pynetdicom did not start the DICOM listener")
+    bound = int(server.server_address[1])
     log.info("DICOM listener %s on %s:%d (callers: %s; hosts: %s)", ae_title, host, bound,
              list(allowed_ae_titles) or "any", list(allowed_hosts) or "any")
     return StoreListener(server, bound)

@@ -111,7 +111,7 @@ def validate_pixel_data(dataset: Any) -> None:
     if syntax.is_compressed:
         try:
             dataset.pixel_array  # noqa: B018  (decoding is the check)
-        except Exception as error:  # every decoder plug-in raises its own types
+        except Exception as error:  # noqa: BLE001  (every decoder plug-in raises its own types)
             raise InstanceError("undecodable-pixels", f"the compressed pixel data cannot be decoded: {error}") from None
         return
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -132,10 +133,13 @@ def build_structured_report(context: ReportContext, record: Mapping[str, Any], s
     from highdicom.sr import ComprehensiveSR, ContainerContentItem
 
     root = ContainerContentItem(_code("18748-4", "Diagnostic imaging report", "LN"))
-    root.ContentSequence = _content_items(context, record)
-    report = ComprehensiveSR(evidence=_evidence(context), content=root, series_instance_uid=series_uid,
-                             series_number=SR_SERIES_NUMBER, sop_instance_uid=sop_instance_uid, instance_number=1,
-                             manufacturer=MANUFACTURER, is_complete=True, is_final=False, is_verified=False)
+    root.ContentSequence = _content_items(context, record)  # type: ignore[assignment]  # highdicom accepts a list
+    with warnings.catch_warnings():  # single-component PatientName values are common in practice
+        warnings.simplefilter("ignore", UserWarning)
+        report = ComprehensiveSR(evidence=_evidence(context), content=root, series_instance_uid=series_uid,
+                                 series_number=SR_SERIES_NUMBER, sop_instance_uid=sop_instance_uid,
+                                 instance_number=1, manufacturer=MANUFACTURER, is_complete=True, is_final=False,
+                                 is_verified=False)
     report.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the research-use line has a dash outside Latin-1
     report.SeriesDescription = "LungLedger result (research use only)"
     return report
@@ -156,8 +160,6 @@ def render_overlay(image_png: bytes, heatmap_png: bytes, alpha: float = 0.45) ->
 def build_secondary_capture(context: ReportContext, record: Mapping[str, Any], sop_instance_uid: str,
                             series_uid: str) -> Any | None:
     """The heatmap overlay on the picked slice; None when the result carries no displayable picture."""
-    import warnings
-
     from highdicom.sc import SCImage
 
     result = record["result"]

@@ -8,6 +8,8 @@
   per-series outcomes when at least one series was recorded, else 400/422.
 - ``GET /api/v1/diagnoses/{record_id}/fhir``: the FHIR R4 Bundle of one of
   this node's diagnoses (``application/fhir+json``).
+- ``POST /api/v1/diagnoses/{record_id}/risk-factors``: risk factors learnt later make a
+  new signed record referencing the first (:mod:`node.hospital.amend`).
 - ``GET /api/v1/hospital``: listener port, report queue counts, recent series log.
 """
 
@@ -21,11 +23,11 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from node.api import ApiError, get_chain_store, json_reply, parse_hex, require_token
-from node.app import PLUGIN
+from node.app import CONFIG, IDENTITY, MINER, PLUGIN
 from node.hospital.instances import InstanceError
 from node.hospital.series import ReceivedInstance, SeriesAssembler
 from node.hospital.service import HospitalService
-from node.records import RecordError, parse_details
+from node.records import RecordError, build_record, derive_record_keys, parse_details
 
 HOSPITAL = web.AppKey("hospital", HospitalService)
 STOW_CONTENT_TYPES = ("multipart/related", "multipart/form-data")
@@ -134,6 +136,43 @@ async def get_diagnosis_fhir(request: web.Request) -> web.Response:
     return web.json_response(bundle, content_type="application/fhir+json")
 
 
+async def post_risk_factors(request: web.Request) -> web.Response:
+    """A new signed record with the risk factors added, referencing the first (which is never edited)."""
+    from node.hospital.amend import AmendError, build_amended_result, get_amended_images
+
+    require_token(request)
+    plugin = request.app[PLUGIN]
+    if plugin is None:
+        raise ApiError(503, "relay-only", "this node runs without a diagnostic plug-in (relay only)")
+    chain, store = get_chain_store(request)
+    record_id = parse_hex(request.match_info["record_id"], 16, "record-id")
+    try:
+        update = await request.json()
+    except ValueError:
+        raise ApiError(400, "bad-json", "send the risk factors as a JSON object") from None
+    data = await chain.run(store.get_details, record_id)
+    if data is None:
+        raise ApiError(404, "diagnosis-not-found", f"this node holds no diagnosis {record_id.hex()}")
+    try:
+        details = parse_details(data)
+        result = build_amended_result(record_id.hex(), details, update, plugin.info(),
+                                      request.app[CONFIG].plugin_options)
+    except AmendError as error:
+        raise ApiError(error.status, error.code, error.message) from None
+    except RecordError as error:
+        raise ApiError(500, error.code, error.message) from None
+    identity = request.app[IDENTITY]
+    try:
+        new = await asyncio.to_thread(build_record, result, get_amended_images(details), None, identity.private_key,
+                                      identity.member_id, derive_record_keys(identity.private_key), chain.clock_ms())
+    except RecordError as error:
+        raise ApiError(422, error.code, error.message) from None
+    await chain.add_pending_record(new.record, new.details_bytes)
+    request.app[MINER].wake()
+    return json_reply({"record_id": new.record.record_id.hex(), "amends": record_id.hex(), "result": result},
+                      status=202)
+
+
 async def get_hospital_status(request: web.Request) -> web.Response:
     require_token(request)
     return json_reply(await require_service(request).status())
@@ -143,4 +182,5 @@ def setup_routes(app: web.Application) -> None:
     api = "/api/v1"
     app.router.add_post(f"{api}/studies", post_studies)
     app.router.add_get(f"{api}/diagnoses/{{record_id}}/fhir", get_diagnosis_fhir)
+    app.router.add_post(f"{api}/diagnoses/{{record_id}}/risk-factors", post_risk_factors)
     app.router.add_get(f"{api}/hospital", get_hospital_status)

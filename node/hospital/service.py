@@ -164,7 +164,7 @@ class HospitalService:
         paths = await asyncio.to_thread(lambda: sorted(self.inbox.glob("*/*.dcm")))
         for path in paths:
             try:
-                item = await asyncio.to_thread(lambda p=path: self.save_instance_from_disk(p))
+                item = await asyncio.to_thread(self.save_instance_from_disk, path)
             except InstanceError as error:
                 log.warning("inbox file %s dropped: %s", path.name, error)
                 await asyncio.to_thread(path.unlink, True)

@@ -23,7 +23,12 @@ from pathlib import Path
 from node.app import CHAIN, IDENTITY, MINER
 from node.records import build_record, derive_record_keys
 from tests.conftest import REPO_ROOT
-from tests.functional.test_api_harness import RunningNode, make_node_dir, running_node, wait_until
+from tests.functional.test_api_harness import (
+    RunningNode,
+    make_node_dir,
+    running_node,
+    wait_until,
+)
 
 FEED_LIMIT = 400
 
@@ -97,8 +102,8 @@ async def test_backup_while_mining_restores_chain_and_details(tmp_path: Path) ->
     damaged = tmp_path / "damaged"
     code, _ = await run_cli("backup", "--data-dir", str(data_dir), "--out", str(damaged))
     assert code == 0
-    with open(damaged / "node.json", "a") as handle:
-        handle.write(" ")
+    damaged_file = damaged / "node.json"
+    damaged_file.write_bytes(damaged_file.read_bytes() + b" ")
     code, output = await run_cli("restore", "--backup", str(damaged), "--data-dir", str(tmp_path / "elsewhere"))
     assert code == 2 and "does not match the manifest" in output
     code, output = await run_cli("restore", "--backup", str(backup_dir), "--data-dir", str(restored_dir))

@@ -30,7 +30,13 @@ from harness.util import free_port
 from node.app import CHAIN
 from node.hospital import HOSPITAL
 from tests.dicom_builders import build_series, real_dicom_files
-from tests.functional.test_api_harness import RunningNode, make_node_dir, require_models, running_node, wait_until
+from tests.functional.test_api_harness import (
+    RunningNode,
+    make_node_dir,
+    require_models,
+    running_node,
+    wait_until,
+)
 from tests.orthanc import ORTHANC_AE_TITLE, Orthanc, find_orthanc
 
 API = "/api/v1"

@@ -34,7 +34,13 @@ from harness.util import free_port
 from node.hospital import HOSPITAL
 from node.hospital.store import STATE_READY, STATE_SENT
 from tests.dicom_builders import build_series, change_header, real_dicom_files
-from tests.functional.test_api_harness import RunningNode, make_node_dir, require_models, running_node, wait_until
+from tests.functional.test_api_harness import (
+    RunningNode,
+    make_node_dir,
+    require_models,
+    running_node,
+    wait_until,
+)
 from tests.functional.test_feature_pacs import (
     API,
     NODE_AE_TITLE,
@@ -183,3 +189,41 @@ async def test_bad_stow_input_is_refused_and_node_keeps_serving(listening_node: 
     async with node.session.post(f"{node.url}{API}/studies", data=b"x") as response:
         assert response.status == 401
     assert not list(node.app[HOSPITAL].inbox.glob("*/*.dcm"))
+
+
+async def test_risk_factors_added_later_make_a_new_record(listening_node: RunningNode) -> None:
+    node = listening_node
+    status, reply = await post_studies(node, build_series(4, patient_id="LL-AMEND-1"))
+    assert status == 200, reply
+    first_id = reply["series"][0]["record_id"]
+    _, first = await node.get(f"{API}/diagnoses/{first_id}", headers=node.auth)
+    assert first["result"]["risk_factors"] == {"age": 58, "smoking": None, "family_history": None}
+    url = f"{node.url}{API}/diagnoses/{first_id}/risk-factors"
+    async with node.session.post(url, json={"smoking": "current", "family_history": "yes"},
+                                 headers=node.auth) as response:
+        assert response.status == 202
+        amended = await response.json()
+    second_id = amended["record_id"]
+    assert second_id != first_id and amended["amends"] == first_id
+    result = amended["result"]
+    assert result["risk_factors"] == {"age": 58, "smoking": "current", "family_history": True}
+    assert result["amends"] == {"record_id": first_id, "patient_pseudonym": first["patient_pseudonym"]}
+    # The image finding is the images': the model probabilities are the first record's.
+    assert result["modalities"]["ct"]["probability"] == first["result"]["modalities"]["ct"]["probability"]
+    assert result["risk_adjustment"]["total"] > first["result"]["risk_adjustment"]["total"]
+
+    async def both_mined() -> bool:
+        states = [(await node.get(f"{API}/records/{rid}"))[1]["status"] for rid in (first_id, second_id)]
+        return states == ["mined", "mined"]
+
+    await wait_until(both_mined, 60, "both records to be mined")
+    for record_id in (first_id, second_id):
+        _, verdict = await node.get(f"{API}/records/{record_id}/verify")
+        assert verdict["status"] == "intact", verdict
+    _, again = await node.get(f"{API}/diagnoses/{first_id}", headers=node.auth)
+    assert again["result"] == first["result"], "the first record must never be edited"
+    async with node.session.post(url, json={"smoking": "sometimes"}, headers=node.auth) as response:
+        assert response.status == 400 and (await response.json())["error"] == "bad-risk-factor"
+    async with node.session.post(f"{node.url}{API}/diagnoses/{'00' * 16}/risk-factors", json={"age": 50},
+                                 headers=node.auth) as response:
+        assert response.status == 404
