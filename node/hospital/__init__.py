@@ -22,14 +22,12 @@ __all__ = ["HOSPITAL", "HospitalConfig", "HospitalService", "setup_hospital"]
 
 
 def setup_hospital(app: web.Application, hospital_section: object) -> None:
-    """Add the routes; with a ``hospital`` section, also the service (inbox, queue, DICOM listener if a port is set).
+    """Add the routes and the service; the ``hospital`` section (defaults when empty) configures it.
 
-    Without a section (the default) the node creates no hospital files; the FHIR route still works and
-    POST /studies answers 503 until a section is configured.
+    With the defaults there is no DICOM listener (``dicom_port`` unset) and no report destination,
+    so no reports are built; POST /studies, FHIR and risk-factor amendments work on any node.
     """
     setup_routes(app)
-    if not hospital_section:
-        return
     config = HospitalConfig.from_mapping(hospital_section if isinstance(hospital_section, dict) else {})
 
     async def hospital_context(app: web.Application) -> AsyncIterator[None]:

@@ -78,11 +78,7 @@ async def receive_stow(request: web.Request, service: HospitalService) -> tuple[
 
 
 def require_service(request: web.Request) -> HospitalService:
-    service = request.app.get(HOSPITAL)
-    if service is None:
-        raise ApiError(503, "hospital-not-configured", "this node has no 'hospital' section in its configuration; "
-                                                       "see docs/INTEGRATION.md")
-    return service
+    return request.app[HOSPITAL]
 
 
 async def post_studies(request: web.Request) -> web.Response:

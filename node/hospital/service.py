@@ -9,8 +9,8 @@ Flow of one instance received over DICOM (or in a STOW-RS request):
 2. the series assembler groups it; a complete series is diagnosed
    (:mod:`node.hospital.pipeline`) and recorded like POST /diagnoses records
    (keyed pseudonym of PatientID, signed record, details committed with it);
-3. a report job is queued durably in ``hospital.sqlite3`` *before* the record
-   is committed; the received files are then deleted (or kept for
+3. when a destination PACS is configured, a report job is queued durably in
+   ``hospital.sqlite3`` *before* the record is committed; the received files are then deleted (or kept for
    ``retention_hours``);
 4. when the record is mined, the SR and the Secondary Capture are built once
    and sent to the destination, retried with exponential back-off until the
@@ -243,8 +243,9 @@ class HospitalService:
         except RecordError as error:
             raise SeriesRefused(error.code, error.message) from None
         references = tuple((item.info.sop_class_uid, item.info.sop_instance_uid) for item in diagnosis.diagnosed)
-        context = await asyncio.to_thread(_read_context, diagnosis.top.path, references)
-        await self.db(self.require_store().add_job, new.record.record_id, context, int(time.time() * 1000))
+        if self.config.destination is not None:  # no PACS configured: no report to build or keep
+            context = await asyncio.to_thread(_read_context, diagnosis.top.path, references)
+            await self.db(self.require_store().add_job, new.record.record_id, context, int(time.time() * 1000))
         await chain.add_pending_record(new.record, new.details_bytes)
         self.app[MINER].wake()
         return new.record.record_id
