@@ -93,6 +93,7 @@ def start_listener(ae_title: str, host: str, port: int, allowed_ae_titles: Seque
             log.warning("DICOM association from %s (%s) refused: address not allowed", address,
                         event.assoc.requestor.ae_title)
             event.assoc.acse.send_reject(0x01, 0x01, 0x01)
+            event.assoc.kill()  # as pynetdicom does after its own rejections: lets the reject PDU go out first
 
     def on_c_store(event: Any) -> Any:
         try:

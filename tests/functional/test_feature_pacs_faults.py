@@ -14,6 +14,10 @@ Plan:
 4. Bad input over STOW-RS: truncated and non-DICOM parts are refused with reasons
    (422 when nothing is left); a series over the instance limit is refused as a
    whole; the node keeps serving and a good series is recorded afterwards.
+5. Risk factors added later make a new signed record that references the first,
+   which stays as it was; both verify as intact.
+6. A sender address outside ``allowed_hosts`` is rejected; a relay-only node
+   acknowledges instances, then refuses the series with a reason and deletes them.
 """
 
 from __future__ import annotations
@@ -227,3 +231,20 @@ async def test_risk_factors_added_later_make_a_new_record(listening_node: Runnin
     async with node.session.post(f"{node.url}{API}/diagnoses/{'00' * 16}/risk-factors", json={"age": 50},
                                  headers=node.auth) as response:
         assert response.status == 404
+
+
+async def test_address_allow_list_and_relay_only_node(tmp_path: Path) -> None:
+    """A sender address outside allowed_hosts is rejected; a relay-only node refuses series with a reason."""
+    data_dir = make_node_dir(tmp_path)
+    fenced = {"dicom_port": free_port(), "allowed_hosts": ["192.0.2.1"]}  # a documentation address: never ours
+    async with running_node(data_dir, plugin="none", hospital=fenced) as node:
+        port = node.app[HOSPITAL].dicom_port
+        assert await asyncio.to_thread(send_over_dicom, port, "MODALITY", build_series(1)) == "rejected"
+    open_section = {"dicom_port": free_port(), "quiet_seconds": 0.5}
+    async with running_node(data_dir, plugin="none", hospital=open_section) as node:
+        port = node.app[HOSPITAL].dicom_port
+        statuses = await asyncio.to_thread(send_over_dicom, port, "MODALITY", build_series(2))
+        assert [code for code, _ in statuses] == [0, 0]  # acknowledged: stored durably first
+        (entry,) = await recorded_series(node, 1)
+        assert entry["outcome"] == "refused" and entry["reason"].startswith("relay-only")
+        assert not list(node.app[HOSPITAL].inbox.glob("*/*.dcm"))
