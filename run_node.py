@@ -5,6 +5,8 @@
     python run_node.py genesis --member DIR [--member DIR ...] --out genesis.json
     python run_node.py node --data-dir DIR [--port P] [--peer HOST:PORT ...]
     python run_node.py testnet --nodes N --base-port P --data-root DIR
+    python run_node.py backup --data-dir DIR --out BACKUP_DIR     (safe while the node runs)
+    python run_node.py restore --backup BACKUP_DIR --data-dir NEW_DIR
 
 `testnet` creates N hospitals' keys and a shared genesis under DIR on the first
 run, starts N node processes on ports P..P+N-1 that connect to each other,
@@ -176,6 +178,21 @@ def command_testnet(args: argparse.Namespace) -> int:
         stop_all(processes)
 
 
+def command_backup(args: argparse.Namespace) -> int:
+    from node.hospital.backup import create_backup
+
+    manifest = create_backup(Path(args.data_dir), Path(args.out))
+    print(json.dumps({"backup": args.out, "chain": manifest["chain"], "files": sorted(manifest["files"])}, indent=2))
+    return 0
+
+
+def command_restore(args: argparse.Namespace) -> int:
+    from node.hospital.backup import restore_backup
+
+    print(json.dumps(restore_backup(Path(args.backup), Path(args.data_dir)), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_node.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     testnet.add_argument("--difficulty", type=int, default=DEFAULT_DIFFICULTY)
     testnet.add_argument("--no-diagnostics", action="store_true", help="relay-only nodes even if models are present")
     testnet.set_defaults(handler=command_testnet)
+    backup = sub.add_parser("backup", help="copy a node's databases (SQLite online backup) and keys, while it runs")
+    backup.add_argument("--data-dir", required=True)
+    backup.add_argument("--out", required=True, help="a new (or empty) folder for the backup")
+    backup.set_defaults(handler=command_backup)
+    restore = sub.add_parser("restore", help="restore a backup into a new (or empty) data directory")
+    restore.add_argument("--backup", required=True)
+    restore.add_argument("--data-dir", required=True)
+    restore.set_defaults(handler=command_restore)
     return parser
 
 

@@ -85,6 +85,7 @@ async def plugin_context(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: NodeConfig) -> web.Application:
     from node.api import error_middleware, setup_api
+    from node.hospital import setup_hospital
     from node.p2p import setup_p2p
 
     app = web.Application(middlewares=[error_middleware], client_max_size=48 * 1024 * 1024,
@@ -102,4 +103,5 @@ def create_app(config: NodeConfig) -> web.Application:
     app.cleanup_ctx.append(miner_context)
     setup_p2p(app)
     setup_api(app)
+    setup_hospital(app, config.hospital)
     return app

@@ -24,6 +24,7 @@ class NodeConfig:
     max_peers: int = 16
     log_level: str = "INFO"
     outbound_peers: int = 8  # outbound connections kept (bootstrap peers always; 0 = bootstrap peers only)
+    hospital: dict[str, Any] = field(default_factory=dict)  # DICOM/PACS/FHIR section: node.hospital.config
 
     @property
     def resolved_genesis_path(self) -> Path:

@@ -3,13 +3,18 @@
 #   bash scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh train,test
-if [ ! -x /usr/bin/chromium ]; then
-    # Debian's Chromium for the browser test (Playwright's own download is not used).
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    else
-        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    fi
+bash scripts/setup.sh train,test,hospital
+# Debian's Chromium for the browser test (Playwright's own download is not used), and the Orthanc
+# PACS and dcmtk (storescu, findscu) for the hospital-integration tests.
+packages=""
+[ -x /usr/bin/chromium ] || packages="$packages chromium"
+command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ] || packages="$packages orthanc"
+command -v storescu >/dev/null || packages="$packages dcmtk"
+if [ -n "$packages" ]; then
+    sudo_if_needed=""
+    [ "$(id -u)" = 0 ] || sudo_if_needed="sudo"
+    $sudo_if_needed apt-get update -qq
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq $packages >/dev/null
 fi
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@" tests

@@ -195,10 +195,13 @@ def test_dicom_xray_monochrome1_and_voi_lut_give_the_original_picture(shared_dat
     ("J2K_pixelrep_mismatch.dcm", "ct", "not-a-chest-image"),  # a CT of the head
     ("rtplan.dcm", "ct", "unsupported-format"),  # no image at all
     ("SC_rgb_rle_2frame.dcm", "ct", "unsupported-format"),  # two frames (checked before the modality)
-    ("JPEGLSNearLossless_08.dcm", "ct", "unsupported-format"),  # no JPEG-LS decoder installed
+    # Refused either way: no JPEG-LS decoder, or (with pyjpegls, which highdicom of the hospital extra
+    # brings) decoded and found to be a small test picture, not a chest CT.
+    ("JPEGLSNearLossless_08.dcm", "ct", ("unsupported-format", "image-too-small", "wrong-modality")),
 ])
-def test_dicom_refusals(name: str, modality: str, code: str) -> None:
-    assert decode_code(get_pydicom_file(name).read_bytes(), modality) == code
+def test_dicom_refusals(name: str, modality: str, code: str | tuple[str, ...]) -> None:
+    codes = code if isinstance(code, tuple) else (code,)
+    assert decode_code(get_pydicom_file(name).read_bytes(), modality) in codes
 
 
 def test_colour_dicom_is_refused() -> None:

@@ -1,0 +1,111 @@
+"""A real Orthanc PACS for the tests: Debian's ``Orthanc`` binary in a temp dir, on free loopback ports.
+
+Each instance has its own configuration file, storage and index folders, no
+plug-ins, no authentication and remote access off. Tests that need it skip
+with a clear reason only when the binary is absent (``apt-get install orthanc``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.util import free_port
+
+ORTHANC_AE_TITLE = "ORTHANC"
+START_TIMEOUT_S = 60.0
+
+
+def find_orthanc() -> str:
+    binary = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
+    if binary is None:
+        pytest.skip("the Orthanc PACS is not installed (Debian package 'orthanc'; scripts/test.sh installs it)")
+    return binary
+
+
+@dataclass
+class Orthanc:
+    root: Path
+    modalities: dict[str, list[Any]]
+    http_port: int = field(default_factory=free_port)
+    dicom_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def write_config(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "lungledger-test-pacs", "StorageDirectory": str(self.root / "storage"),
+            "IndexDirectory": str(self.root / "index"), "HttpPort": self.http_port, "DicomPort": self.dicom_port,
+            "DicomAet": ORTHANC_AE_TITLE, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+            "Plugins": [], "DicomModalities": self.modalities, "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowEcho": True, "DicomCheckCalledAet": False, "DicomScuTimeout": 30,
+            "SaveJobs": False, "StorageCompression": False, "HttpTimeout": 60,
+        }
+        path = self.root / "orthanc.json"
+        path.write_text(json.dumps(config, indent=2))
+        return path
+
+    def start(self) -> None:
+        config = self.write_config()
+        with open(self.root / "orthanc.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen([find_orthanc(), str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=self.root)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Orthanc exited with {self.process.returncode}; see {self.root / 'orthanc.log'}")
+            try:
+                self.get("/system")
+                return
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.1)
+        raise TimeoutError(f"Orthanc did not answer within {START_TIMEOUT_S:.0f} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json",
+                timeout: float = 120.0) -> bytes:
+        request = urllib.request.Request(self.url + path, data=body, method=method,
+                                         headers={"Content-Type": content_type} if body is not None else {})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return bytes(response.read())
+
+    def get(self, path: str) -> Any:
+        return json.loads(self.request("GET", path))
+
+    def upload(self, data: bytes) -> str:
+        """Store one instance in Orthanc (as a modality would); returns Orthanc's instance id."""
+        return str(json.loads(self.request("POST", "/instances", data, "application/dicom"))["ID"])
+
+    def send_to(self, modality: str, instance_ids: list[str]) -> Any:
+        """Orthanc C-STOREs the instances to a configured modality (synchronously)."""
+        body = json.dumps({"Resources": instance_ids, "Synchronous": True}).encode()
+        return json.loads(self.request("POST", f"/modalities/{modality}/store", body))
+
+    def find_instances(self, study_uid: str, modality: str) -> list[str]:
+        query = {"Level": "Instance", "Query": {"StudyInstanceUID": study_uid, "Modality": modality}}
+        return [str(i) for i in json.loads(self.request("POST", "/tools/find", json.dumps(query).encode()))]
+
+    def instance_file(self, instance_id: str) -> bytes:
+        return self.request("GET", f"/instances/{instance_id}/file")
