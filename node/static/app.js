@@ -112,46 +112,113 @@ function riskClass(level) {
   return `risk risk-${String(level).toLowerCase()}`;
 }
 
+const MODALITY_NAMES = { ct: "CT slice", xray: "Chest X-ray" };
+const FACTOR_NAMES = { age: "Age", smoking: "Smoking", family_history: "Family history" };
+
+function findingText(label) {
+  return label === "affected" ? "Findings suggest cancer" : "No finding";
+}
+
+function signed(value) {
+  return `${value >= 0 ? "+" : "−"}${Math.abs(value).toFixed(2)}`;
+}
+
+function factorValue(name, value) {
+  if (value === null || value === undefined) return "unknown";
+  if (name === "family_history") return value ? "yes" : "no";
+  return String(value);
+}
+
 function renderModality(name, entry, file) {
-  const heat = el("img", { src: `data:image/png;base64,${entry.heatmap_png}`, alt: `${name} heatmap`, class: "overlay" });
+  const heat = el("img", { src: `data:image/png;base64,${entry.heatmap_png}`, alt: `${MODALITY_NAMES[name] || name} heatmap`, class: "overlay" });
   const figure = el("figure", {});
-  const canShowOriginal = file && /^image\/(png|jpeg)$/.test(file.type);
-  if (canShowOriginal) {
-    figure.append(el("img", { src: URL.createObjectURL(file), alt: `${name} image` }), heat);
+  let base = null;
+  if (entry.image_png) base = `data:image/png;base64,${entry.image_png}`;  // DICOM: the windowed greyscale render
+  else if (file && /^image\/(png|jpeg)$/.test(file.type)) base = URL.createObjectURL(file);
+  if (base) {
+    figure.append(el("img", { src: base, alt: `${MODALITY_NAMES[name] || name} image`, class: "base" }), heat);
   } else {
     heat.className = "";
     figure.append(heat);
   }
+  const above = entry.probability >= entry.threshold;
   const caption = el("figcaption", {},
-    el("strong", {}, `${name === "ct" ? "CT" : "X-ray"}: ${percent(entry.probability)}`),
-    el("span", { class: "small" }, `${entry.model.name} ${entry.model.version} · weight ${entry.weight.toFixed(2)}`),
+    el("strong", {}, `${MODALITY_NAMES[name] || name}: ${percent(entry.probability)} (threshold ${percent(entry.threshold)})`),
+    el("span", { class: "small" }, `${entry.model.name} ${entry.model.version} · ${entry.source_format.toUpperCase()} · ${above ? "above" : "below"} threshold`),
     el("span", { class: "mono small", title: entry.model.sha256 }, `model ${shortHash(entry.model.sha256, 8)}`));
-  if (canShowOriginal) {
-    const slider = el("input", { type: "range", min: "0", max: "100", value: "100", "aria-label": `${name} heatmap opacity` });
+  if (base) {
+    const slider = el("input", { type: "range", min: "0", max: "100", value: "60", "aria-label": `${MODALITY_NAMES[name] || name} heatmap opacity` });
+    heat.style.opacity = "0.6";
     slider.addEventListener("input", () => { heat.style.opacity = String(slider.value / 100); });
-    caption.append(el("label", { class: "toggle" }, "Heatmap", slider));
+    caption.append(el("label", { class: "toggle" }, "Heatmap opacity", slider));
   }
   figure.append(caption);
   return el("div", { class: "modality", "data-modality": name }, figure);
 }
 
-function renderResult(reply, files) {
+function renderReasoning(result) {
+  $("reasoning-models").replaceChildren(...Object.entries(result.modalities).map(([name, entry]) => el("tr", { "data-modality": name },
+    el("td", {}, `${MODALITY_NAMES[name] || name} (${entry.model.name} ${entry.model.version})`),
+    el("td", {}, percent(entry.probability)), el("td", {}, percent(entry.threshold)), el("td", {}, entry.weight.toFixed(2)))));
+  const imageAbove = result.fused_probability >= result.fused_threshold;
+  $("reasoning-fused").textContent = `${percent(result.fused_probability)} against the fused threshold ${percent(result.fused_threshold)} `
+    + "(weighted mean of the models' log-odds, weights from each model's validated AUC).";
+  $("reasoning-finding").textContent = `${findingText(result.label)}: the image score is ${imageAbove ? "at or above" : "below"} the threshold; `
+    + `confidence ${Number(result.confidence).toFixed(0)} % (50 % at the threshold, 100 % at the extreme).`;
+  const adjustment = result.risk_adjustment;
+  const rows = Object.keys(FACTOR_NAMES).map((name) => el("tr", { "data-factor": name },
+    el("td", {}, FACTOR_NAMES[name]), el("td", {}, factorValue(name, result.risk_factors[name])), el("td", {}, signed(adjustment[name]))));
+  const sum = adjustment.age + adjustment.smoking + adjustment.family_history;
+  rows.push(el("tr", { class: "total" }, el("td", {}, "Total"),
+    el("td", {}, Math.abs(sum - adjustment.total) > 1e-9 ? `sum ${signed(sum)}, capped` : ""), el("td", {}, signed(adjustment.total))));
+  $("reasoning-factors").replaceChildren(...rows);
+  $("reasoning-risk").textContent = `risk score ${percent(result.adjusted_probability)} (image score ${percent(result.fused_probability)} `
+    + `shifted by ${signed(adjustment.total)}) → ${result.risk_level}`
+    + (result.label === "affected" ? " (never below Moderate when the images show a finding)." : ".");
+}
+
+function renderResult(reply, files, patientRef) {
   const result = reply.result;
   $("result").hidden = false;
   $("result-record").textContent = `record ${reply.record_id}`;
   $("result-record").dataset.recordId = reply.record_id;
+  $("result-patient").textContent = patientRef ? `Patient reference ${patientRef} (kept only as a keyed hash)` : "No patient reference given";
+  $("result-finding").textContent = findingText(result.label);
+  $("result-finding").className = `metric-value finding-${result.label}`;
   $("result-risk").textContent = `${result.risk_level} risk`;
   $("result-risk").className = riskClass(result.risk_level);
-  $("result-label").textContent = result.label === "affected" ? "Affected" : "Normal";
-  $("result-confidence").textContent = `${Number(result.confidence).toFixed(0)} %`;
-  $("result-probability").textContent = percent(result.adjusted_probability);
-  $("result-bar").style.width = `${(100 * result.adjusted_probability).toFixed(1)}%`;
-  $("result-bar").className = `fill-${String(result.risk_level).toLowerCase()}`;
+  renderReasoning(result);
   $("result-modalities").replaceChildren(
     ...Object.entries(result.modalities).map(([name, entry]) => renderModality(name, entry, files[name])));
   $("result-recommendations").replaceChildren(...result.recommendations.map((text) => el("li", {}, text)));
   $("result-disclaimer").textContent = result.disclaimer;
   renderChainPosition(reply);
+}
+
+// Nothing of one patient may stay on screen or in the form for the next.
+function clearResult() {
+  $("result").hidden = true;
+  $("result-record").textContent = "";
+  delete $("result-record").dataset.recordId;
+  for (const id of ["result-patient", "result-finding", "result-risk", "reasoning-fused", "reasoning-finding", "reasoning-risk",
+                    "result-block-height", "result-block-hash"]) $(id).textContent = "";
+  for (const id of ["reasoning-models", "reasoning-factors", "result-modalities", "result-recommendations"]) $(id).replaceChildren();
+}
+
+function clearForm() {
+  $("diagnose-form").reset();
+  for (const name of ["xray", "ct"]) {
+    $(`${name}-input`).value = "";
+    $(`${name}-name`).textContent = "no file chosen";
+    $(`${name}-input`).closest(".drop").classList.remove("has-file");
+  }
+}
+
+function newPatient() {
+  clearResult();
+  clearForm();
+  setState($("diagnose-state"), "");
+  $("xray-input").focus();
 }
 
 function renderChainPosition(position) {
@@ -169,7 +236,9 @@ async function followRecord(recordId) {
   const deadline = Date.now() + MINED_DEADLINE_MS;
   while (Date.now() < deadline && $("result-record").dataset.recordId === recordId) {
     try {
-      if (renderChainPosition(await api(`/records/${recordId}`))) {
+      const position = await api(`/records/${recordId}`);
+      if ($("result-record").dataset.recordId !== recordId) return;  // a new patient is on screen
+      if (renderChainPosition(position)) {
         refreshStatus();
         return;
       }
@@ -193,16 +262,24 @@ async function submitDiagnosis(event) {
                             ["patient_ref", "patient-input"]]) {
     if ($(id).value.trim()) form.append(name, $(id).value.trim());
   }
+  const patientRef = $("patient-input").value.trim();
+  clearResult();
   $("diagnose-button").disabled = true;
   setState($("diagnose-state"), "Analysing…");
   const started = performance.now();
   try {
     const reply = await api("/diagnoses", { method: "POST", body: form, auth: true });
-    setState($("diagnose-state"), `Done in ${((performance.now() - started) / 1000).toFixed(1)} s; record stored.`, "ok");
-    renderResult(reply, files);
+    renderResult(reply, files, patientRef);
+    clearForm();
+    setState($("diagnose-state"), `Done in ${((performance.now() - started) / 1000).toFixed(1)} s; record stored. `
+      + `The form is cleared for the next patient.`, "ok");
+    $("result").focus();
     followRecord(reply.record_id).catch((error) => setState($("diagnose-state"), describeFailure(error), "error"));
   } catch (error) {
-    setState($("diagnose-state"), describeFailure(error), "error");
+    clearResult();
+    clearForm();
+    setState($("diagnose-state"), `${describeFailure(error)} Nothing was recorded; the form was cleared so that no `
+      + "details carry over to another patient.", "error");
   } finally {
     $("diagnose-button").disabled = !(lastStatus && lastStatus.diagnostics);
   }
@@ -371,6 +448,8 @@ function init() {
     });
   }
   $("diagnose-form").addEventListener("submit", submitDiagnosis);
+  $("new-patient").addEventListener("click", newPatient);
+  $("new-patient-result").addEventListener("click", newPatient);
   $("result-open-record").addEventListener("click", openResultRecord);
   $("blocks-refresh").addEventListener("click", loadBlocks);
   $("peers-refresh").addEventListener("click", loadPeers);
