@@ -5,6 +5,7 @@
     python run_node.py genesis --member DIR [--member DIR ...] --out genesis.json
     python run_node.py node --data-dir DIR [--port P] [--peer HOST:PORT ...]
     python run_node.py testnet --nodes N --base-port P --data-root DIR
+    python run_node.py user add|disable|enable|list --data-dir DIR [NAME] [--admin] [--password-stdin]
 
 `testnet` creates N hospitals' keys and a shared genesis under DIR on the first
 run, starts N node processes on ports P..P+N-1 that connect to each other,
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from node.config import DEFAULT_MODELS_DIR, NodeConfig
 from node.genesis import DEFAULT_DIFFICULTY, DEFAULT_MAX_REORG_DEPTH, build_genesis, load_genesis, write_genesis
-from node.identity import init_identity, load_identity
+from node.identity import KEY_FILE, init_identity, load_identity
 
 
 def command_init(args: argparse.Namespace) -> int:
@@ -176,6 +177,43 @@ def command_testnet(args: argparse.Namespace) -> int:
         stop_all(processes)
 
 
+def read_new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    password = getpass.getpass("password for the new user: ")
+    if getpass.getpass("the same password again: ") != password:
+        raise ValueError("the two passwords differ")
+    return password
+
+
+def command_user(args: argparse.Namespace) -> int:
+    """People's accounts on this node (node/users.py); takes effect at once, also on a running node."""
+    from node.users import open_account_store
+
+    data_dir = Path(args.data_dir)
+    if not (data_dir / KEY_FILE).exists():
+        raise FileNotFoundError(f"{data_dir} is not a node's data directory (run 'run_node.py init' first)")
+    accounts = open_account_store(data_dir)
+    try:
+        if args.action == "list":
+            for user in accounts.list_users():
+                print(f"{user.username}\t{user.role}\t{'disabled' if user.disabled else 'active'}")
+            return 0
+        if not args.username:
+            raise ValueError(f"'user {args.action}' needs a user name")
+        if args.action == "add":
+            user = accounts.add_user(args.username, read_new_password(args.password_stdin),
+                                     "admin" if args.admin else "user")
+        else:
+            user = accounts.set_disabled(args.username, args.action == "disable")
+        print(json.dumps(user.to_dict()))
+        return 0
+    finally:
+        accounts.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_node.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     testnet.add_argument("--difficulty", type=int, default=DEFAULT_DIFFICULTY)
     testnet.add_argument("--no-diagnostics", action="store_true", help="relay-only nodes even if models are present")
     testnet.set_defaults(handler=command_testnet)
+    user = sub.add_parser("user", help="add, disable, enable or list the people who can sign in to a node")
+    user.add_argument("action", choices=["add", "disable", "enable", "list"])
+    user.add_argument("username", nargs="?")
+    user.add_argument("--data-dir", required=True)
+    user.add_argument("--admin", action="store_true", help="(add) may see every user's worklist and the audit log")
+    user.add_argument("--password-stdin", action="store_true", help="(add) read the password from standard input")
+    user.set_defaults(handler=command_user)
     return parser
 
 
