@@ -157,10 +157,14 @@ def setup_api(app: web.Application) -> None:
         post_diagnosis,
     )
 
+    from node.api_dicom import setup_dicom
+    from node.api_events import setup_events
     from node.api_worklist import setup_worklist
 
     setup_auth(app)
     setup_worklist(app)
+    setup_events(app)
+    setup_dicom(app)
     app[DIAGNOSIS_SLOTS] = asyncio.Semaphore(MAX_CONCURRENT_DIAGNOSES)
     app[CHAIN_VERIFY_TASK] = {}
     app[RECORD_KEYS] = derive_record_keys(app[IDENTITY].private_key)

@@ -45,7 +45,8 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API = "/api/v1"
 # Routes that need a signed-in person or the machine token.
 PROTECTED = frozenset({("POST", f"{API}/diagnoses"), ("GET", f"{API}/diagnoses/{{record_id}}"),
-                       ("GET", f"{API}/worklist"), ("GET", f"{API}/audit"), ("DELETE", f"{API}/session")})
+                       ("GET", f"{API}/worklist"), ("GET", f"{API}/audit"), ("DELETE", f"{API}/session"),
+                       ("POST", f"{API}/dicom/tags")})
 # Successful requests written to the audit log when someone is signed in: (method, route) -> action.
 AUDITED = {("POST", f"{API}/diagnoses"): "diagnose", ("GET", f"{API}/diagnoses/{{record_id}}"): "view-diagnosis",
            ("GET", f"{API}/records/{{record_id}}/verify"): "verify-record", ("GET", f"{API}/chain/verify"): "verify-chain",

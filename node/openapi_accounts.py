@@ -55,6 +55,21 @@ ACCOUNT_PATHS: dict[str, Any] = {
         "parameters": [*PAGE, {"name": "username", "in": "query", "schema": {"type": "string"}}],
         "responses": {"200": _reply({"type": "object", "required": ["total", "entries", "chain_intact"]}, "Page"),
                       **_errors(e400="Bad parameter", e401="Not signed in", e403="Not an administrator")}}},
+    "/api/v1/events": {"get": {
+        "security": [], "summary": "With Accept: text/event-stream, server-sent events 'tip' "
+                                   "({height, tip_hash, tip_time_ms}) each time the best tip moves; "
+                                   "otherwise the current tip once, as JSON",
+        "responses": {"200": {"description": "The tip (JSON) or the event stream", "content": {
+            "application/json": {"schema": {"type": "object", "required": ["height", "tip_hash", "tip_time_ms"]}},
+            "text/event-stream": {"schema": {"type": "string"}}}}, **_errors(e429="Too many open streams")}}},
+    "/api/v1/dicom/tags": {"post": {
+        "security": SIGNED_IN, "summary": "The key DICOM header fields of a file (never patient identifiers); "
+                                          "nothing is stored",
+        "requestBody": {"required": True, "content": {"application/dicom": {"schema": {"type": "string",
+                                                                                        "format": "binary"}}}},
+        "responses": {"200": _reply({"type": "object", "required": ["tags"]}, "Tags"),
+                      **_errors(e401="Not signed in", e403="Missing CSRF token", e413="Too large",
+                                e415="Not DICOM", e422="Unreadable DICOM header")}}},
 }
 
 SESSION_SCHEME = {"type": "apiKey", "in": "cookie", "name": "lungledger_session",
