@@ -1,7 +1,7 @@
 """The diagnose screen in Chromium: the image finding comes from the images, and no patient carries over.
 
 Plan:
-1. Start a node with the real plug-in and sign in.
+1. Start a node with the real plug-in; alice signs in through the page.
 2. Upload one CT slice without risk factors, then (after "New patient") the
    same slice with the strongest risk factors: the image finding, the image
    score and its confidence are the same; the reasoning lists each factor's
@@ -21,16 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.functional.browser_support import VIEWPORTS, browser_page, screenshot_dir
+from tests.functional.browser_support import VIEWPORTS, add_users, browser_page, screenshot_dir, sign_in
 from tests.functional.test_api_harness import make_node_dir, require_models, running_node, sample_image
 
 pytestmark = pytest.mark.browser
-
-
-async def sign_in(page: Any, node: Any) -> None:
-    await page.goto(node.url + "/")
-    await page.fill("#token-input", node.token)
-    await page.click("#token-form button")
 
 
 async def diagnose(page: Any, image: Path, age: str = "", smoking: str = "", family: str = "",
@@ -60,9 +54,10 @@ async def test_risk_factors_never_change_the_image_finding(tmp_path: Path, viewp
 
     errors: list[str] = []
     image = sample_image("ct", "normal")
-    async with running_node(make_node_dir(tmp_path, "St. Mary's Hospital"), plugin="mobilenetv2") as node, \
-            browser_page(VIEWPORTS[viewport], errors) as page:
-        await sign_in(page, node)
+    data_dir = make_node_dir(tmp_path, "St. Mary's Hospital")
+    add_users(data_dir, ("alice", "user"))
+    async with running_node(data_dir, plugin="mobilenetv2") as node, browser_page(VIEWPORTS[viewport], errors) as page:
+        await sign_in(page, node.url, "alice")
         plain_id = await diagnose(page, image)
         plain = {key: await page.locator(selector).text_content() for key, selector in
                  (("finding", "#result-finding"), ("fused", "#reasoning-fused"), ("because", "#reasoning-finding"))}
@@ -102,9 +97,10 @@ async def test_no_previous_patient_after_a_result_or_an_error(tmp_path: Path, vi
     errors: list[str] = []
     not_an_image = tmp_path / "scan.png"
     not_an_image.write_text("this is not an image")
-    async with running_node(make_node_dir(tmp_path), plugin="mobilenetv2") as node, \
-            browser_page(VIEWPORTS[viewport], errors) as page:
-        await sign_in(page, node)
+    data_dir = make_node_dir(tmp_path)
+    add_users(data_dir, ("alice", "user"))
+    async with running_node(data_dir, plugin="mobilenetv2") as node, browser_page(VIEWPORTS[viewport], errors) as page:
+        await sign_in(page, node.url, "alice")
         record_id = await diagnose(page, sample_image("ct"), age="67", smoking="current", family="true",
                                    patient="MRN-0042")
         await expect(page.locator("#result-patient")).to_contain_text("MRN-0042")
