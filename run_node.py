@@ -82,6 +82,7 @@ def prepare_testnet(root: Path, count: int, difficulty: int) -> Path:
         data_dir = root / f"node{index}"
         if not (data_dir / "node.key").exists():
             init_identity(data_dir, f"Hospital {index + 1}")
+        ensure_demo_admin(data_dir)
     genesis_path = root / "genesis.json"
     members = [load_identity(root / f"node{i}").member for i in range(count)]
     if genesis_path.exists():
@@ -92,6 +93,32 @@ def prepare_testnet(root: Path, count: int, difficulty: int) -> Path:
     else:
         write_genesis(genesis_path, build_genesis("lungledger-testnet", members, int(time.time() * 1000), difficulty))
     return genesis_path
+
+
+DEMO_ADMIN = "admin"
+DEMO_PASSWORD_FILE = "testnet_admin_password"
+
+
+def ensure_demo_admin(data_dir: Path) -> str:
+    """A testnet node's administrator account for the page (random password in a 0600 file); returns it."""
+    import secrets
+
+    from node.users import open_account_store
+
+    password_file = data_dir / DEMO_PASSWORD_FILE
+    if password_file.exists():
+        return password_file.read_text().strip()
+    password = secrets.token_urlsafe(12)
+    accounts = open_account_store(data_dir)
+    try:
+        if any(user.username == DEMO_ADMIN for user in accounts.list_users()):
+            return "(set before; see run_node.py user)"
+        accounts.add_user(DEMO_ADMIN, password, "admin")
+    finally:
+        accounts.close()
+    password_file.touch(mode=0o600)
+    password_file.write_text(password + "\n")
+    return password
 
 
 def choose_plugin(no_diagnostics: bool) -> bool:
@@ -165,7 +192,9 @@ def command_testnet(args: argparse.Namespace) -> int:
             return 1
         for index in range(count):
             identity = load_identity(root / f"node{index}")
-            print(f"{identity.name}: http://127.0.0.1:{base_port + index}/  api token {identity.api_token}", flush=True)
+            password = ensure_demo_admin(root / f"node{index}")
+            print(f"{identity.name}: http://127.0.0.1:{base_port + index}/  sign in as {DEMO_ADMIN} / {password}  "
+                  f"(api token for scripts: {identity.api_token})", flush=True)
         print(f"testnet of {count} nodes running (data in {root}); Ctrl-C stops it", flush=True)
         while not stop_requested:
             if any(p.poll() is not None for p in processes):
