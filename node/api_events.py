@@ -80,7 +80,7 @@ async def next_event(queue: asyncio.Queue[dict[str, Any] | None],
     while True:
         try:
             return await asyncio.wait_for(queue.get(), HEARTBEAT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await response.write(b": keep-alive\n\n")
 
 

@@ -21,7 +21,12 @@ from aiohttp import web
 
 from node.app import CHAIN, IDENTITY
 from node.auth import ACCOUNTS, Principal, get_principal
-from node.records import RecordError, RecordKeys, compute_patient_pseudonym, derive_record_keys
+from node.records import (
+    RecordError,
+    RecordKeys,
+    compute_patient_pseudonym,
+    derive_record_keys,
+)
 from node.store import ChainStore
 from node.users import MAX_PAGE
 
@@ -69,7 +74,7 @@ def parse_filters(request: web.Request) -> dict[str, Any]:
     day = request.query.get("date", "")
     if day:
         try:
-            start = dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
+            start = dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC)
         except ValueError:
             raise QueryError("bad-parameter", "date must be YYYY-MM-DD (a day in UTC)") from None
         filters["since_ms"] = int(start.timestamp() * 1000)

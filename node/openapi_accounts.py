@@ -13,7 +13,7 @@ PAGE = [{"name": "offset", "in": "query", "schema": {"type": "integer", "minimum
 SESSION = {"type": "object", "required": ["user", "csrf_token", "expires_ms"],
            "properties": {"user": {"type": "object"}, "csrf_token": {"type": "string"},
                           "expires_ms": {"type": "integer"}}}
-SIGNED_IN = [{"session": []}, {"bearer": []}]
+SIGNED_IN: list[dict[str, list[str]]] = [{"session": []}, {"bearer": []}]
 
 
 def _reply(schema: dict[str, Any], description: str) -> dict[str, Any]:

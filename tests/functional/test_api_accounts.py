@@ -27,7 +27,12 @@ import pytest
 
 from node.auth import ACCOUNTS
 from node.users import open_account_store
-from tests.functional.test_api_harness import make_node_dir, require_models, running_node, sample_image
+from tests.functional.test_api_harness import (
+    make_node_dir,
+    require_models,
+    running_node,
+    sample_image,
+)
 
 API = "/api/v1"
 PASSWORD = "correct horse battery"

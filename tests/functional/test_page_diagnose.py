@@ -21,8 +21,19 @@ from typing import Any
 
 import pytest
 
-from tests.functional.browser_support import VIEWPORTS, add_users, browser_page, screenshot_dir, sign_in
-from tests.functional.test_api_harness import make_node_dir, require_models, running_node, sample_image
+from tests.functional.browser_support import (
+    VIEWPORTS,
+    add_users,
+    browser_page,
+    screenshot_dir,
+    sign_in,
+)
+from tests.functional.test_api_harness import (
+    make_node_dir,
+    require_models,
+    running_node,
+    sample_image,
+)
 
 pytestmark = pytest.mark.browser
 

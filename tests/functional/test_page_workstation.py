@@ -15,8 +15,9 @@ Plan:
 4. Explorer: pages through a chain longer than one page, deep links
    #/block/N and #/record/ID, a new block appears live (server-sent events).
    Peers: this node is an online member.
-5. axe-core: no serious or critical violations on each screen at both sizes;
-   no sideways scroll at 390 and 360 px. Screenshots into docs/screenshots.
+5. axe-core: no serious or critical violations on each screen at both sizes
+   (and in dark mode); no sideways scroll at 390 and 360 px. Screenshots into
+   docs/screenshots.
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ from tests.functional.browser_support import (
     screenshot_dir,
     sign_in,
 )
-from tests.functional.test_api_harness import make_node_dir, require_models, running_node, sample_image, wait_until
+from tests.functional.test_api_harness import (
+    make_node_dir,
+    require_models,
+    running_node,
+    sample_image,
+    wait_until,
+)
 from tests.functional.test_api_routes import make_signed_record
 
 pytestmark = pytest.mark.browser
@@ -279,6 +286,10 @@ async def test_explorer_pages_deep_links_and_live_tip(tmp_path: Path, viewport: 
         await expect(page.locator("#record-verify-result")).to_contain_text("normal for another hospital's record")
         await expect(page.locator("#record-detail-fields")).to_contain_text("Fused image score")
         await check_screen(page, "explorer-record", viewport)
+        await page.emulate_media(color_scheme="dark")  # dark mode keeps its contrast and focus ring
+        assert await page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(15, 20, 26)"
+        await check_screen(page, "explorer-record-dark", viewport)
+        await page.emulate_media(color_scheme="light")
         if viewport == "phone":
             await page.set_viewport_size({"width": 360, "height": 780})
             assert await horizontal_overflow(page) <= 0
