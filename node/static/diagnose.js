@@ -5,6 +5,7 @@ import {
   $, api, ApiFailure, describeFailure, el, FACTOR_NAMES, findingText, isoTime, kvList, MODALITY_NAMES, percent,
   riskClass, setState, shortHash, signed, state,
 } from "./common.js";
+import qrcode from "./vendor/qrcode.js";
 
 const MINED_POLL_MS = 1000;
 const MINED_DEADLINE_MS = 120000;
@@ -322,6 +323,29 @@ export async function openDiagnosis(recordId) {
 }
 
 // -------------------------------------------------------------------- report
+// The verify link as a QR code, drawn as SVG through the DOM (qrcode-generator, MIT, vendored).
+function qrSvg(text, label) {
+  const qr = qrcode(0, "M");
+  qr.addData(text);
+  qr.make();
+  const count = qr.getModuleCount();
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  for (const [key, value] of Object.entries({ viewBox: `-4 -4 ${count + 8} ${count + 8}`, width: "148", height: "148",
+    role: "img", "aria-label": label, "shape-rendering": "crispEdges" })) svg.setAttribute(key, value);
+  const background = document.createElementNS(ns, "rect");
+  for (const [key, value] of Object.entries({ x: "-4", y: "-4", width: String(count + 8), height: String(count + 8), fill: "#fff" })) background.setAttribute(key, value);
+  let path = "";
+  for (let row = 0; row < count; row += 1) {
+    for (let column = 0; column < count; column += 1) if (qr.isDark(row, column)) path += `M${column},${row}h1v1h-1z`;
+  }
+  const modules = document.createElementNS(ns, "path");
+  modules.setAttribute("d", path);
+  modules.setAttribute("fill", "#000");
+  svg.append(background, modules);
+  return svg;
+}
+
 export async function renderReport(recordId) {
   let reply = current && current.reply.record_id === recordId ? current.reply : null;
   if (!reply) reply = await api(`/diagnoses/${recordId}`);
@@ -357,6 +381,8 @@ export async function renderReport(recordId) {
     ["Status", reply.status === "mined" ? "mined" : "waiting for a block"],
     ["Block", reply.block_height ?? "–"], ["Block hash", reply.block_hash, { mono: true }],
     ["Verify at", el("a", { href: `#/record/${recordId}` }, verifyUrl)]]);
+  $("report-qr").replaceChildren(qrSvg(verifyUrl, `QR code of the verify link ${verifyUrl}`));
+  $("report-qr").dataset.url = verifyUrl;
   $("report-generated").textContent = `Generated ${isoTime(Date.now())}. ${result.disclaimer}.`;
 }
 

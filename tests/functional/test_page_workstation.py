@@ -214,6 +214,8 @@ async def test_worklists_audit_and_report(tmp_path: Path, viewport: str) -> None
         await expect(page.locator("#report-models")).to_contain_text("sha256")
         await expect(page.locator("#report-chain")).to_contain_text(f"#/record/{record_id}")
         await expect(page.locator("#panel-report .disclaimer")).to_contain_text("Research use only")
+        await expect(page.locator("#report-qr svg path")).to_have_count(1)
+        assert (await page.locator("#report-qr").get_attribute("data-url") or "").endswith(f"#/record/{record_id}")
         await check_screen(page, "report", viewport)
         await page.emulate_media(media="print")
         await expect(page.locator(".topbar")).to_be_hidden()
