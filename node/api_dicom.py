@@ -17,6 +17,8 @@ import pydicom
 from aiohttp import web
 from pydicom.errors import InvalidDicomError
 
+from node.auth import read_limited
+
 MAX_DICOM_BYTES = 20 * 1024 * 1024
 TAGS = ("Modality", "BodyPartExamined", "SeriesDescription", "SeriesNumber", "SliceThickness", "WindowCenter",
         "WindowWidth", "Rows", "Columns", "PixelSpacing", "KVP", "ConvolutionKernel", "PhotometricInterpretation")
@@ -46,8 +48,8 @@ def read_tags(data: bytes) -> dict[str, Any]:
 
 
 async def post_dicom_tags(request: web.Request) -> web.Response:
-    raw = await request.content.read(MAX_DICOM_BYTES + 1)
-    if len(raw) > MAX_DICOM_BYTES:
+    raw = await read_limited(request, MAX_DICOM_BYTES)
+    if raw is None:
         return error(413, "file-too-large", f"a DICOM file is at most {MAX_DICOM_BYTES} bytes here")
     if len(raw) < 132 or raw[128:132] != b"DICM":
         return error(415, "not-dicom", "this file is not DICOM Part 10 (no 'DICM' marker at byte 128)")

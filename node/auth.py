@@ -41,6 +41,7 @@ MACHINE_NAME = "api-token"
 MAX_LOGIN_BYTES = 4096
 LOGIN_FAILURES_ALLOWED = 5
 LOGIN_FAILURE_WINDOW_S = 15 * 60
+MAX_THROTTLED_KEYS = 10_000
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 API = "/api/v1"
 # Routes that need a signed-in person or the machine token.
@@ -50,7 +51,7 @@ PROTECTED = frozenset({("POST", f"{API}/diagnoses"), ("GET", f"{API}/diagnoses/{
 # Successful requests written to the audit log when someone is signed in: (method, route) -> action.
 AUDITED = {("POST", f"{API}/diagnoses"): "diagnose", ("GET", f"{API}/diagnoses/{{record_id}}"): "view-diagnosis",
            ("GET", f"{API}/records/{{record_id}}/verify"): "verify-record", ("GET", f"{API}/chain/verify"): "verify-chain",
-           ("GET", f"{API}/records/{{record_id}}"): "view-record", ("GET", f"{API}/worklist"): "view-worklist",
+           ("GET", f"{API}/worklist"): "view-worklist",
            ("GET", f"{API}/audit"): "view-audit"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -139,9 +140,19 @@ async def check_access(request: web.Request, principal: Principal | None, route:
                                                          "only its author and administrators can open it")
 
 
+def needs_caller(request: web.Request, route: str) -> bool:
+    """Whether the route cares who is asking; the page's background polling of public routes does not
+    (so it neither touches the session's idle timer nor costs a database write)."""
+    key = (request.method, route)
+    return key in PROTECTED or key in AUDITED or route == f"{API}/session"
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     route = route_of(request)
+    if not needs_caller(request, route):
+        request[PRINCIPAL] = None
+        return await handler(request)
     try:
         principal = await authenticate(request, route)
         await check_access(request, principal, route)
@@ -191,11 +202,29 @@ class LoginThrottle:
         return any(len(self.failures[key]) >= LOGIN_FAILURES_ALLOWED for key in keys)
 
     def fail(self, keys: list[str], now: float) -> None:
+        if len(self.failures) > MAX_THROTTLED_KEYS:  # many distinct names: forget the stale ones, then all
+            for key in [key for key, window in self.failures.items() if not window or window[-1] < now - LOGIN_FAILURE_WINDOW_S]:
+                del self.failures[key]
+            if len(self.failures) > MAX_THROTTLED_KEYS:
+                self.failures.clear()
         for key in keys:
             self.failures[key].append(now)
 
 
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` bytes (checked on Content-Length first)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks, size = [], 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def session_json(session: Session) -> dict[str, Any]:
@@ -205,8 +234,8 @@ def session_json(session: Session) -> dict[str, Any]:
 async def read_login(request: web.Request) -> tuple[str, str]:
     if request.content_type != "application/json":
         raise AuthFailure(415, "not-json", "send {\"username\": ..., \"password\": ...} as application/json")
-    raw = await request.content.read(MAX_LOGIN_BYTES + 1)
-    if len(raw) > MAX_LOGIN_BYTES:
+    raw = await read_limited(request, MAX_LOGIN_BYTES)
+    if raw is None:
         raise AuthFailure(413, "body-too-large", f"a sign-in is at most {MAX_LOGIN_BYTES} bytes")
     try:
         body = json.loads(raw)

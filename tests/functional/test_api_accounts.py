@@ -100,6 +100,17 @@ async def test_accounts_worklists_and_audit(node: Any) -> None:
         cookie = response.headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "lungledger_session=" in cookie
 
+        # the page's background polling of public routes does not keep a session alive (idle expiry still works)
+        def seen_ms() -> int:
+            row = node.app[ACCOUNTS]._db.execute("SELECT seen_ms FROM sessions").fetchone()
+            return int(row[0])
+
+        before = seen_ms()
+        for path in ("/status", "/blocks", "/events", "/peers"):
+            status, _ = await alice.request("GET", path)
+            assert status == 200
+        assert seen_ms() == before
+
         # 2. alice diagnoses
         status, body = await alice.diagnose(sample_image("ct"), csrf=False)
         assert (status, body["error"]) == (403, "bad-csrf-token")
