@@ -7,6 +7,7 @@
     python run_node.py testnet --nodes N --base-port P --data-root DIR
     python run_node.py backup --data-dir DIR --out BACKUP_DIR     (safe while the node runs)
     python run_node.py restore --backup BACKUP_DIR --data-dir NEW_DIR
+    python run_node.py user add|disable|enable|list --data-dir DIR [NAME] [--admin] [--password-stdin]
 
 `testnet` creates N hospitals' keys and a shared genesis under DIR on the first
 run, starts N node processes on ports P..P+N-1 that connect to each other,
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from node.config import DEFAULT_MODELS_DIR, NodeConfig
 from node.genesis import DEFAULT_DIFFICULTY, DEFAULT_MAX_REORG_DEPTH, build_genesis, load_genesis, write_genesis
-from node.identity import init_identity, load_identity
+from node.identity import KEY_FILE, init_identity, load_identity
 
 
 def command_init(args: argparse.Namespace) -> int:
@@ -83,6 +84,7 @@ def prepare_testnet(root: Path, count: int, difficulty: int) -> Path:
         data_dir = root / f"node{index}"
         if not (data_dir / "node.key").exists():
             init_identity(data_dir, f"Hospital {index + 1}")
+        ensure_demo_admin(data_dir)
     genesis_path = root / "genesis.json"
     members = [load_identity(root / f"node{i}").member for i in range(count)]
     if genesis_path.exists():
@@ -93,6 +95,32 @@ def prepare_testnet(root: Path, count: int, difficulty: int) -> Path:
     else:
         write_genesis(genesis_path, build_genesis("lungledger-testnet", members, int(time.time() * 1000), difficulty))
     return genesis_path
+
+
+DEMO_ADMIN = "admin"
+DEMO_PASSWORD_FILE = "testnet_admin_password"
+
+
+def ensure_demo_admin(data_dir: Path) -> str:
+    """A testnet node's administrator account for the page (random password in a 0600 file); returns it."""
+    import secrets
+
+    from node.users import open_account_store
+
+    password_file = data_dir / DEMO_PASSWORD_FILE
+    if password_file.exists():
+        return password_file.read_text().strip()
+    password = secrets.token_urlsafe(12)
+    accounts = open_account_store(data_dir)
+    try:
+        if any(user.username == DEMO_ADMIN for user in accounts.list_users()):
+            return "(set before; see run_node.py user)"
+        accounts.add_user(DEMO_ADMIN, password, "admin")
+    finally:
+        accounts.close()
+    password_file.touch(mode=0o600)
+    password_file.write_text(password + "\n")
+    return password
 
 
 def choose_plugin(no_diagnostics: bool) -> bool:
@@ -166,7 +194,9 @@ def command_testnet(args: argparse.Namespace) -> int:
             return 1
         for index in range(count):
             identity = load_identity(root / f"node{index}")
-            print(f"{identity.name}: http://127.0.0.1:{base_port + index}/  api token {identity.api_token}", flush=True)
+            password = ensure_demo_admin(root / f"node{index}")
+            print(f"{identity.name}: http://127.0.0.1:{base_port + index}/  sign in as {DEMO_ADMIN} / {password}  "
+                  f"(api token for scripts: {identity.api_token})", flush=True)
         print(f"testnet of {count} nodes running (data in {root}); Ctrl-C stops it", flush=True)
         while not stop_requested:
             if any(p.poll() is not None for p in processes):
@@ -191,6 +221,43 @@ def command_restore(args: argparse.Namespace) -> int:
 
     print(json.dumps(restore_backup(Path(args.backup), Path(args.data_dir)), indent=2))
     return 0
+
+
+def read_new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    password = getpass.getpass("password for the new user: ")
+    if getpass.getpass("the same password again: ") != password:
+        raise ValueError("the two passwords differ")
+    return password
+
+
+def command_user(args: argparse.Namespace) -> int:
+    """People's accounts on this node (node/users.py); takes effect at once, also on a running node."""
+    from node.users import open_account_store
+
+    data_dir = Path(args.data_dir)
+    if not (data_dir / KEY_FILE).exists():
+        raise FileNotFoundError(f"{data_dir} is not a node's data directory (run 'run_node.py init' first)")
+    accounts = open_account_store(data_dir)
+    try:
+        if args.action == "list":
+            for user in accounts.list_users():
+                print(f"{user.username}\t{user.role}\t{'disabled' if user.disabled else 'active'}")
+            return 0
+        if not args.username:
+            raise ValueError(f"'user {args.action}' needs a user name")
+        if args.action == "add":
+            user = accounts.add_user(args.username, read_new_password(args.password_stdin),
+                                     "admin" if args.admin else "user")
+        else:
+            user = accounts.set_disabled(args.username, args.action == "disable")
+        print(json.dumps(user.to_dict()))
+        return 0
+    finally:
+        accounts.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--backup", required=True)
     restore.add_argument("--data-dir", required=True)
     restore.set_defaults(handler=command_restore)
+    user = sub.add_parser("user", help="add, disable, enable or list the people who can sign in to a node")
+    user.add_argument("action", choices=["add", "disable", "enable", "list"])
+    user.add_argument("username", nargs="?")
+    user.add_argument("--data-dir", required=True)
+    user.add_argument("--admin", action="store_true", help="(add) may see every user's worklist and the audit log")
+    user.add_argument("--password-stdin", action="store_true", help="(add) read the password from standard input")
+    user.set_defaults(handler=command_user)
     return parser
 
 

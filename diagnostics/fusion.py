@@ -6,12 +6,17 @@ hand-worked cases in ``tests/unit/test_diagnostics_fusion.py``:
 - weight of model m:  w_m = max(AUC_m - 0.5, 0.01) / sum over models (no AUC: 0.01);
 - fused logit:        z = sum_m w_m * logit(p_m);
 - fused threshold:    t = sigmoid(sum_m w_m * logit(t_m));
-- adjusted:           p_adj = sigmoid(z + risk adjustment);
-- label:              affected if p_adj >= t, else normal;
-- confidence:         50 + 50 * (p_adj - t) / (1 - t) when affected,
-                      50 + 50 * (t - p_adj) / t when normal;
+- image finding:      affected if sigmoid(z) >= t, else normal (images only:
+                      risk factors never change it);
+- confidence:         of the image finding, 50 + 50 * (p - t) / (1 - t) when
+                      affected, 50 + 50 * (t - p) / t when normal, p = sigmoid(z);
+- adjusted:           p_adj = sigmoid(z + risk adjustment) (the risk score);
 - risk level:         High if p_adj >= high, Moderate if p_adj >= moderate,
-                      else Low, and at least Moderate when the label is affected.
+                      else Low, and at least Moderate when the image finding is affected.
+
+Recommendations follow the risk level, the image finding and the modalities:
+no screening advice once the images show a finding, the CT-nodule guideline
+only when a CT was read.
 """
 
 from __future__ import annotations
@@ -40,8 +45,7 @@ DEFAULT_RECOMMENDATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     ),
     "Moderate": (
         "Consider review of these images by a radiologist.",
-        "Consider comparison with prior imaging, or follow-up imaging at an interval set by local "
-        "guidelines (for example the Fleischner Society recommendations for pulmonary nodules).",
+        "Consider comparison with prior imaging, or follow-up imaging at an interval set by local guidelines.",
     ),
     "Low": (
         "No further action is suggested by this model; continue care as clinically indicated.",
@@ -51,6 +55,9 @@ DEFAULT_RECOMMENDATIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
 SMOKING_CESSATION = "Consider offering smoking-cessation support."
 SCREENING_ELIGIBILITY = ("Consider whether the patient is eligible for a low-dose CT "
                          "lung-cancer screening programme.")
+CT_NODULE_GUIDELINE = ("For a nodule seen on CT, consider the follow-up intervals of the Fleischner Society "
+                       "recommendations for pulmonary nodules.")
+RADIOGRAPH_FINDING_CT = "Consider a chest CT to characterise the finding on the radiograph."
 
 
 def compute_logit(probability: float) -> float:
@@ -133,14 +140,21 @@ def get_risk_level(probability: float, label: str, config: RiskLevelConfig) -> s
     return "Low"
 
 
-def get_recommendations(level: str, risk: RiskFactors,
-                        per_level: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
-    """The level's suggestions, then any that follow from the risk factors."""
+def get_recommendations(level: str, risk: RiskFactors, per_level: Mapping[str, Sequence[str]],
+                        label: str = LABEL_NORMAL, modalities: Sequence[str] = ()) -> tuple[str, ...]:
+    """The level's suggestions, then those that follow from the finding, the modalities and the risk factors.
+
+    Screening is for people without a finding, so it is never suggested after the
+    images show one; the CT-nodule guideline only applies when a CT was read.
+    """
     suggestions = list(per_level[level])
+    if label == LABEL_AFFECTED:
+        suggestions.append(CT_NODULE_GUIDELINE if "ct" in modalities else RADIOGRAPH_FINDING_CT)
     if risk.smoking == "current":
         suggestions.append(SMOKING_CESSATION)
     low_age, high_age = SCREENING_AGES
-    if risk.smoking in ("current", "former") and risk.age is not None and low_age <= risk.age <= high_age:
+    eligible_age = risk.age is not None and low_age <= risk.age <= high_age
+    if label != LABEL_AFFECTED and risk.smoking in ("current", "former") and eligible_age:
         suggestions.append(SCREENING_ELIGIBILITY)
     return tuple(suggestions)
 
@@ -172,6 +186,9 @@ class DiagnosisConfig:
 
 @dataclass(frozen=True)
 class Assessment:
+    """``label`` and ``confidence`` describe the images alone; ``adjusted_probability`` and
+    ``risk_level`` add the risk factors."""
+
     fusion: Fusion
     adjustment: RiskAdjustment
     adjusted_probability: float
@@ -183,12 +200,13 @@ class Assessment:
 
 def compute_assessment(evidence: Sequence[ModelEvidence], risk: RiskFactors,
                        config: DiagnosisConfig) -> Assessment:
-    """Fuse the models, apply the risk factors, then label, grade and suggest."""
+    """Fuse the models and label from the images alone; then apply the risk factors to grade and suggest."""
     fusion = compute_fusion(evidence)
+    label = LABEL_AFFECTED if fusion.probability >= fusion.threshold else LABEL_NORMAL
     adjustment = compute_risk_adjustment(risk, config.risk_adjustment)
     adjusted = compute_sigmoid(fusion.logit + adjustment.total)
-    label = LABEL_AFFECTED if adjusted >= fusion.threshold else LABEL_NORMAL
     level = get_risk_level(adjusted, label, config.risk_levels)
+    modalities = [item.modality for item in evidence]
     return Assessment(fusion=fusion, adjustment=adjustment, adjusted_probability=adjusted, label=label,
-                      confidence=compute_confidence(adjusted, fusion.threshold), risk_level=level,
-                      recommendations=get_recommendations(level, risk, config.recommendations))
+                      confidence=compute_confidence(fusion.probability, fusion.threshold), risk_level=level,
+                      recommendations=get_recommendations(level, risk, config.recommendations, label, modalities))

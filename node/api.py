@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from node.app import CHAIN, IDENTITY
+from node.auth import get_principal, setup_auth
 from node.chain import ChainService
 from node.metrics import METRICS, NodeMetrics
 from node.records import (
@@ -92,6 +93,9 @@ def get_chain_store(request: web.Request) -> tuple[ChainService, ChainStore]:
 
 
 def require_token(request: web.Request) -> None:
+    """A signed-in user or the node's bearer token (node.auth's middleware has resolved the caller)."""
+    if get_principal(request) is not None:
+        return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="lungledger"'}
@@ -153,6 +157,14 @@ def setup_api(app: web.Application) -> None:
         post_diagnosis,
     )
 
+    from node.api_dicom import setup_dicom
+    from node.api_events import setup_events
+    from node.api_worklist import setup_worklist
+
+    setup_auth(app)
+    setup_worklist(app)
+    setup_events(app)
+    setup_dicom(app)
     app[DIAGNOSIS_SLOTS] = asyncio.Semaphore(MAX_CONCURRENT_DIAGNOSES)
     app[CHAIN_VERIFY_TASK] = {}
     app[RECORD_KEYS] = derive_record_keys(app[IDENTITY].private_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from node.api import (
 )
 from node.api_chain import chain_status_json, gather_evidence, record_json
 from node.app import CHAIN, IDENTITY, MINER, PLUGIN
+from node.auth import get_principal
 from node.records import (
     RecordError,
     RecordKeys,
@@ -161,8 +163,10 @@ async def store_diagnosis(request: web.Request, result: dict[str, Any], images: 
     chain, identity = request.app[CHAIN], request.app[IDENTITY]
     try:
         # Off the event loop: keyed digests over images of up to 20 MiB, JSON of the result, signing.
-        new = await asyncio.to_thread(build_record, result, images, patient_ref, identity.private_key,
-                                      identity.member_id, request.app[RECORD_KEYS], chain.clock_ms())
+        principal = get_principal(request)
+        new = await asyncio.to_thread(functools.partial(
+            build_record, result, images, patient_ref, identity.private_key, identity.member_id,
+            request.app[RECORD_KEYS], chain.clock_ms(), operator=principal.username if principal else None))
     except RecordError as error:
         raise diagnosis_error(error) from None
     await chain.add_pending_record(new.record, new.details_bytes)
@@ -225,6 +229,7 @@ def read_diagnosis(store: ChainStore, record_id: bytes) -> dict[str, Any]:
         "result": details.get("result"),
         "images": details.get("images"),
         "patient_pseudonym": details["commitment"].get("patient_pseudonym"),
+        "operator": details["commitment"].get("operator"),
         "record": record_json(store, evidence.record) if evidence.record else None,
     }
 

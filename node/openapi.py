@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from node.hospital.openapi import hospital_paths
+from node.openapi_accounts import ACCOUNT_PATHS, SESSION_SCHEME
 
 HEX32 = "^[0-9a-f]{32}$"
 HEX64 = "^[0-9a-f]{64}$"
@@ -189,8 +190,9 @@ def build_openapi(version: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "LungLedger node API", "version": version,
                  "description": "Research use only — not for diagnostic use. See docs/API.md."},
-        "paths": {**_paths(), **hospital_paths()},
+        "paths": {**_paths(), **hospital_paths(), **ACCOUNT_PATHS},
         "components": {"schemas": SCHEMAS,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                                      "description": "the node's api_token"}}},
+                                                      "description": "the node's api_token"},
+                                           "session": SESSION_SCHEME}},
     }

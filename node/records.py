@@ -156,8 +156,11 @@ def _model_id(modality: str, entry: Mapping[str, Any]) -> bytes:
 
 def build_record(result: Mapping[str, Any], images: Mapping[str, bytes], patient_ref: str | None,
                  private_key: Ed25519PrivateKey, member_id: bytes, keys: RecordKeys, created_ms: int,
-                 record_id: bytes | None = None, salt: bytes | None = None) -> NewRecord:
-    """Turn a plug-in result (``DiagnosisResult.to_dict()``) and its images into a signed record."""
+                 record_id: bytes | None = None, salt: bytes | None = None, operator: str | None = None) -> NewRecord:
+    """Turn a plug-in result (``DiagnosisResult.to_dict()``) and its images into a signed record.
+
+    ``operator`` (the user name that ran it) goes into the committed off-chain details, never on chain.
+    """
     record_id = record_id or secrets.token_bytes(RECORD_ID_BYTES)
     result = json.loads(canonical_json(result))  # plain JSON types, exactly as stored and re-read
     modalities = tuple(sorted(result["modalities"]))
@@ -174,6 +177,8 @@ def build_record(result: Mapping[str, Any], images: Mapping[str, bytes], patient
         "recommendations": list(result.get("recommendations") or []),
         "result_digest": compute_result_digest(result),
     }
+    if operator is not None:
+        commitment["operator"] = operator
     unsigned = DiagnosisRecord(
         record_id=record_id,
         member_id=member_id,

@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh train,test,hospital
 # Debian's Chromium for the browser test (Playwright's own download is not used), and the Orthanc
-# PACS and dcmtk (storescu, findscu) for the hospital-integration tests.
+# PACS and dcmtk (storescu, findscu) for the hospital-integration tests, and npm, with which the
+# page tests install axe-core into .cache/axe.
 packages=""
 [ -x /usr/bin/chromium ] || packages="$packages chromium"
 command -v Orthanc >/dev/null || [ -x /usr/sbin/Orthanc ] || packages="$packages orthanc"
 command -v storescu >/dev/null || packages="$packages dcmtk"
+command -v npm >/dev/null || packages="$packages npm"
 if [ -n "$packages" ]; then
     sudo_if_needed=""
     [ "$(id -u)" = 0 ] || sudo_if_needed="sudo"

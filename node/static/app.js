@@ -1,385 +1,290 @@
-// LungLedger node page: diagnose, follow the record onto the chain, explore and verify.
-// Plain ES module, no build step. Everything shown from the API goes through textContent.
+// LungLedger node page: sign in, diagnose, worklist, explore and verify the chain, peers, audit log.
+// Plain ES modules, no build step. Routes live in the hash: #/diagnose, #/worklist, #/explorer,
+// #/block/N, #/record/ID, #/peers, #/audit, #/report/ID.
 
-const API = "/api/v1";
-const TOKEN_KEY = "lungledger.apiToken";
-const STATUS_INTERVAL_MS = 3000;
-const MINED_POLL_MS = 1000;
-const MINED_DEADLINE_MS = 120000;
+import { $, api, ApiFailure, describeFailure, el, findingText, riskClass, setState, shortHash, state, timeElement } from "./common.js";
+import { clearForm, clearResult, currentRecordId, initDiagnose, openDiagnosis, renderReport } from "./diagnose.js";
+import { initExplorer, loadBlocks, onNewTip, openRecordLink, showBlock } from "./explorer.js";
 
-const $ = (id) => document.getElementById(id);
-let lastStatus = null;
-
-// ------------------------------------------------------------------ helpers
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child instanceof Node ? child : String(child));
-  return node;
-}
-
-function shortHash(hex, size = 10) {
-  return hex && hex.length > 2 * size ? `${hex.slice(0, size)}…${hex.slice(-6)}` : hex || "–";
-}
-
-function formatTime(ms) {
-  return ms ? new Date(ms).toLocaleString() : "–";
-}
-
-function percent(value, digits = 1) {
-  return `${(100 * value).toFixed(digits)} %`;
-}
-
-function getToken() {
-  return sessionStorage.getItem(TOKEN_KEY) || "";
-}
-
-class ApiFailure extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-async function api(path, options = {}) {
-  const headers = new Headers(options.headers || {});
-  if (options.auth) headers.set("Authorization", `Bearer ${getToken()}`);
-  const response = await fetch(`${API}${path}`, { ...options, headers });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    throw new ApiFailure(response.status, body.error || `http-${response.status}`, body.message || response.statusText);
-  }
-  return body;
-}
-
-function setState(node, text, kind = "") {
-  node.textContent = text;
-  node.className = `state ${kind}`;
-}
-
-function describeFailure(error) {
-  if (error instanceof ApiFailure) {
-    if (error.status === 401) return `${error.message} — enter the token at the top right.`;
-    return `${error.message} (${error.code})`;
-  }
-  return `The node could not be reached: ${error.message}`;
-}
+const TABS = ["diagnose", "worklist", "explorer", "peers", "audit"];
+const NEEDS_SIGN_IN = new Set(["diagnose", "worklist", "audit"]);
+const STATUS_INTERVAL_MS = 5000;
+const WORKLIST_PAGE = 20;
+const AUDIT_PAGE = 25;
+let worklistOffset = 0;
+let auditOffset = 0;
 
 // --------------------------------------------------------------------- tabs
-function showTab(name) {
-  for (const tab of ["diagnose", "explorer", "peers"]) {
+function visibleTabs() {
+  return TABS.filter((tab) => !$(`tab-${tab}`).hidden);
+}
+
+function selectTab(name) {
+  const signedOut = NEEDS_SIGN_IN.has(name) && !state.session;
+  for (const tab of TABS) {
     const selected = tab === name;
     $(`tab-${tab}`).setAttribute("aria-selected", String(selected));
-    $(`panel-${tab}`).hidden = !selected;
+    $(`tab-${tab}`).tabIndex = selected ? 0 : -1;
+    $(`panel-${tab}`).hidden = !selected || signedOut;
   }
+  $("panel-report").hidden = true;
+  $("signin").hidden = !signedOut;
+  if (signedOut) return;
   if (name === "explorer") loadBlocks();
   if (name === "peers") loadPeers();
+  if (name === "worklist") loadWorklist();
+  if (name === "audit") loadAudit();
+}
+
+function onTabKey(event) {
+  const tabs = visibleTabs();
+  const index = tabs.indexOf(event.currentTarget.id.slice(4));
+  const moves = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: tabs.length - 1 };
+  if (!(event.key in moves)) return;
+  event.preventDefault();
+  const next = tabs[(moves[event.key] + tabs.length) % tabs.length];
+  location.hash = `#/${next}`;
+  $(`tab-${next}`).focus();
+}
+
+async function route() {
+  const [, section = "diagnose", argument] = location.hash.split("/");
+  if (section === "block" && argument !== undefined) {
+    selectTab("explorer");
+    const block = await showBlock(argument);
+    if (block) $("block-detail").scrollIntoView({ block: "nearest" });
+  } else if (section === "record" && argument) {
+    selectTab("explorer");
+    await openRecordLink(argument);
+  } else if (section === "report" && argument) {
+    await showReport(argument);
+  } else if (section === "open" && argument) {
+    selectTab("diagnose");
+    if (state.session && currentRecordId() !== argument) await openDiagnosis(argument);
+  } else {
+    selectTab(TABS.includes(section) && !$(`tab-${section}`).hidden ? section : "diagnose");
+  }
+}
+
+async function showReport(recordId) {
+  if (!state.session) {
+    selectTab("diagnose");
+    return;
+  }
+  for (const tab of TABS) $(`panel-${tab}`).hidden = true;
+  $("signin").hidden = true;
+  $("panel-report").hidden = false;
+  try {
+    await renderReport(recordId);
+    $("panel-report").focus();
+  } catch (error) {
+    $("report-fields").replaceChildren(el("dt", {}, "Error"), el("dd", {}, describeFailure(error)));
+  }
 }
 
 // ------------------------------------------------------------------- status
 async function refreshStatus() {
   try {
     const status = await api("/status");
-    lastStatus = status;
+    state.status = status;
     $("node-name").textContent = `${status.name} · node ${shortHash(status.node_id, 6)} · chain ${status.chain_name}`;
-    $("status-height").textContent = status.height;
-    $("status-tip").textContent = shortHash(status.tip_hash, 8);
-    $("status-tip").title = status.tip_hash;
+    showTip(status.height, status.tip_hash);
     $("status-pending").textContent = status.pending_records;
     $("status-peers").textContent = status.peer_count;
     $("footer-chain").textContent = `chain id ${shortHash(status.chain_id, 12)}`;
     const relayOnly = !status.diagnostics;
     $("diagnose-button").disabled = relayOnly;
     if (relayOnly) setState($("diagnose-state"), "This node is relay-only: it has no diagnostic plug-in.", "error");
-  } catch (error) {
+  } catch {
     $("node-name").textContent = "node unreachable";
   }
 }
 
-function showTokenState() {
-  const set = Boolean(getToken());
-  $("token-state").textContent = set ? "token set" : "not set";
-  $("token-state").className = `token-state ${set ? "ok" : ""}`;
+function showTip(height, tipHash) {
+  $("status-height").textContent = height;
+  $("status-tip").textContent = shortHash(tipHash, 8);
+  $("status-tip").title = tipHash;
 }
 
-// ---------------------------------------------------------------- diagnose
-function riskClass(level) {
-  return `risk risk-${String(level).toLowerCase()}`;
-}
-
-function renderModality(name, entry, file) {
-  const heat = el("img", { src: `data:image/png;base64,${entry.heatmap_png}`, alt: `${name} heatmap`, class: "overlay" });
-  const figure = el("figure", {});
-  const canShowOriginal = file && /^image\/(png|jpeg)$/.test(file.type);
-  if (canShowOriginal) {
-    figure.append(el("img", { src: URL.createObjectURL(file), alt: `${name} image` }), heat);
-  } else {
-    heat.className = "";
-    figure.append(heat);
-  }
-  const caption = el("figcaption", {},
-    el("strong", {}, `${name === "ct" ? "CT" : "X-ray"}: ${percent(entry.probability)}`),
-    el("span", { class: "small" }, `${entry.model.name} ${entry.model.version} · weight ${entry.weight.toFixed(2)}`),
-    el("span", { class: "mono small", title: entry.model.sha256 }, `model ${shortHash(entry.model.sha256, 8)}`));
-  if (canShowOriginal) {
-    const slider = el("input", { type: "range", min: "0", max: "100", value: "100", "aria-label": `${name} heatmap opacity` });
-    slider.addEventListener("input", () => { heat.style.opacity = String(slider.value / 100); });
-    caption.append(el("label", { class: "toggle" }, "Heatmap", slider));
-  }
-  figure.append(caption);
-  return el("div", { class: "modality", "data-modality": name }, figure);
-}
-
-function renderResult(reply, files) {
-  const result = reply.result;
-  $("result").hidden = false;
-  $("result-record").textContent = `record ${reply.record_id}`;
-  $("result-record").dataset.recordId = reply.record_id;
-  $("result-risk").textContent = `${result.risk_level} risk`;
-  $("result-risk").className = riskClass(result.risk_level);
-  $("result-label").textContent = result.label === "affected" ? "Affected" : "Normal";
-  $("result-confidence").textContent = `${Number(result.confidence).toFixed(0)} %`;
-  $("result-probability").textContent = percent(result.adjusted_probability);
-  $("result-bar").style.width = `${(100 * result.adjusted_probability).toFixed(1)}%`;
-  $("result-bar").className = `fill-${String(result.risk_level).toLowerCase()}`;
-  $("result-modalities").replaceChildren(
-    ...Object.entries(result.modalities).map(([name, entry]) => renderModality(name, entry, files[name])));
-  $("result-recommendations").replaceChildren(...result.recommendations.map((text) => el("li", {}, text)));
-  $("result-disclaimer").textContent = result.disclaimer;
-  renderChainPosition(reply);
-}
-
-function renderChainPosition(position) {
-  const mined = position.status === "mined";
-  $("result-chain-state").textContent = mined
-    ? `Recorded in block ${position.block_height} (${position.confirmations} confirmation${position.confirmations === 1 ? "" : "s"})`
-    : "Stored and queued; waiting for a block…";
-  $("result-chain-state").className = `chain-state ${mined ? "mined" : ""}`;
-  $("result-block-height").textContent = mined ? position.block_height : "–";
-  $("result-block-hash").textContent = mined ? position.block_hash : "–";
-  return mined;
-}
-
-async function followRecord(recordId) {
-  const deadline = Date.now() + MINED_DEADLINE_MS;
-  while (Date.now() < deadline && $("result-record").dataset.recordId === recordId) {
-    try {
-      if (renderChainPosition(await api(`/records/${recordId}`))) {
-        refreshStatus();
-        return;
-      }
-    } catch (error) {
-      if (!(error instanceof ApiFailure && error.status === 404)) throw error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, MINED_POLL_MS));
-  }
-}
-
-async function submitDiagnosis(event) {
-  event.preventDefault();
-  const files = { xray: $("xray-input").files[0], ct: $("ct-input").files[0] };
-  if (!files.xray && !files.ct) {
-    setState($("diagnose-state"), "Choose an X-ray, a CT slice, or both.", "error");
+function startLiveUpdates() {
+  if (!window.EventSource) {
+    $("live-state").textContent = "polling";
     return;
   }
-  const form = new FormData();
-  for (const [name, file] of Object.entries(files)) if (file) form.append(name, file, file.name);
-  for (const [name, id] of [["age", "age-input"], ["smoking", "smoking-input"], ["family_history", "family-input"],
-                            ["patient_ref", "patient-input"]]) {
-    if ($(id).value.trim()) form.append(name, $(id).value.trim());
-  }
-  $("diagnose-button").disabled = true;
-  setState($("diagnose-state"), "Analysing…");
-  const started = performance.now();
-  try {
-    const reply = await api("/diagnoses", { method: "POST", body: form, auth: true });
-    setState($("diagnose-state"), `Done in ${((performance.now() - started) / 1000).toFixed(1)} s; record stored.`, "ok");
-    renderResult(reply, files);
-    followRecord(reply.record_id).catch((error) => setState($("diagnose-state"), describeFailure(error), "error"));
-  } catch (error) {
-    setState($("diagnose-state"), describeFailure(error), "error");
-  } finally {
-    $("diagnose-button").disabled = !(lastStatus && lastStatus.diagnostics);
-  }
+  const source = new EventSource("/api/v1/events");
+  source.addEventListener("open", () => { $("live-state").textContent = "live"; });
+  source.addEventListener("error", () => { $("live-state").textContent = "reconnecting"; });
+  source.addEventListener("tip", (event) => {
+    const tip = JSON.parse(event.data);
+    const moved = $("status-height").textContent !== String(tip.height) || $("status-tip").title !== tip.tip_hash;
+    showTip(tip.height, tip.tip_hash);
+    $("live-state").textContent = "live";
+    if (moved) {
+      onNewTip();
+      refreshStatus();
+    }
+  });
 }
 
-// ---------------------------------------------------------------- explorer
-async function loadBlocks() {
-  try {
-    const reply = await api("/blocks?limit=15");
-    const rows = reply.blocks.slice().reverse().map((block) => el("tr", { "data-height": block.height, onclick: () => showBlock(block) },
-      el("td", {}, block.height),
-      el("td", { class: "mono", title: block.hash }, shortHash(block.hash, 12)),
-      el("td", {}, block.miner_name || (block.height === 0 ? "genesis" : shortHash(block.miner_id, 6))),
-      el("td", {}, block.record_count),
-      el("td", {}, formatTime(block.timestamp_ms))));
-    $("blocks-body").replaceChildren(...rows);
-  } catch (error) {
-    $("blocks-body").replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: "5" }, describeFailure(error))));
-  }
+// ------------------------------------------------------------------ sign-in
+function showAccount() {
+  const session = state.session;
+  $("account-name").textContent = session ? `Signed in as ${session.user.username}${session.user.role === "admin" ? " (administrator)" : ""}` : "Not signed in";
+  $("sign-out").hidden = !session;
+  const admin = Boolean(session && session.user.role === "admin");
+  $("tab-audit").hidden = !admin;
+  $("worklist-scope-label").hidden = !admin;
 }
 
-function kvList(target, pairs) {
-  target.replaceChildren(...pairs.flatMap(([key, value, mono]) => [
-    el("dt", {}, key), el("dd", mono ? { class: "mono" } : {}, value ?? "–")]));
-}
-
-function showBlock(block) {
-  $("block-detail").hidden = false;
-  $("block-detail-height").textContent = `#${block.height}`;
-  kvList($("block-detail-fields"), [
-    ["Hash", block.hash, true], ["Previous", block.prev_hash, true], ["Merkle root", block.merkle_root, true],
-    ["Time", formatTime(block.timestamp_ms)], ["Miner", block.miner_name || block.miner_id],
-    ["Difficulty", block.difficulty], ["Nonce", block.nonce], ["Confirmations", block.confirmations],
-    ["Size", `${block.size_bytes} bytes`], ["Header (hex)", block.header_hex, true]]);
-  const items = block.record_ids.map((recordId) => el("li", {},
-    el("button", { type: "button", class: "link mono", onclick: () => showRecord(recordId) }, recordId)));
-  $("block-detail-records").replaceChildren(...(items.length ? items : [el("li", {}, "no records (genesis)")]));
-  for (const row of $("blocks-body").children) row.classList.toggle("selected", row.dataset.height === String(block.height));
-}
-
-async function showRecord(recordId) {
-  const reply = await api(`/records/${recordId}`);
-  const record = reply.record;
-  $("record-detail").hidden = false;
-  $("record-detail").dataset.recordId = record.record_id;
-  $("record-verify-result").hidden = true;
-  kvList($("record-detail-fields"), [
-    ["Record id", record.record_id, true], ["Status", reply.status],
-    ["Block", reply.block_height ?? "pending"], ["Block hash", reply.block_hash, true],
-    ["Confirmations", reply.confirmations], ["Hospital", record.member_name || record.member_id],
-    ["Created", formatTime(record.created_ms)], ["Modalities", record.modalities.join(", ")],
-    ["Probabilities", record.probabilities_ppm.map((ppm) => percent(ppm / 1e6)).join(", ")],
-    ["Fused", percent(record.fused_ppm / 1e6)], ["Label", record.label],
-    ["Risk level", el("span", { class: `tag risk-${record.risk_level.toLowerCase()}` }, record.risk_level)],
-    ["Image digests (keyed)", record.image_digests.join(" "), true], ["Model ids", record.model_ids.join(" "), true],
-    ["Details digest", record.details_digest, true],
-    ["Merkle proof", reply.merkle_proof ? `${reply.merkle_proof.length} step(s) to root ${shortHash(reply.merkle_root, 8)}` : "–"]]);
-  return reply;
-}
-
-async function verifyShownRecord() {
-  const recordId = $("record-detail").dataset.recordId;
-  const box = $("record-verify-result");
-  try {
-    const reply = await api(`/records/${recordId}/verify`);
-    box.className = `verify verify-${reply.status}`;
-    box.replaceChildren(el("strong", {}, reply.status), " — ", reply.reason);
-  } catch (error) {
-    box.className = "verify verify-tampered";
-    box.textContent = describeFailure(error);
-  }
-  box.hidden = false;
-}
-
-async function lookup(event) {
+async function signIn(event) {
   event.preventDefault();
-  const state = $("lookup-state");
-  const recordId = $("lookup-record").value.trim().toLowerCase();
-  const height = $("lookup-height").value.trim();
-  const hash = $("lookup-hash").value.trim().toLowerCase();
-  setState(state, "");
+  setState($("signin-state"), "Signing in…");
+  $("signin-button").disabled = true;
   try {
-    if (recordId) {
-      await showRecord(recordId);
-    } else if (height !== "" || hash) {
-      const block = await api(`/blocks/${height !== "" ? height : hash}`);
-      if (height !== "" && hash && block.hash !== hash) {
-        setState(state, `Block ${height} on this node's chain has hash ${shortHash(block.hash)}, not the one given.`, "error");
-        return;
-      }
-      showBlock(block);
-      if (block.record_ids.length === 1) await showRecord(block.record_ids[0]);
-    } else {
-      setState(state, "Enter a record id, or a block number and/or hash.", "error");
-    }
+    state.session = await api("/session", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username: $("signin-user").value.trim(), password: $("signin-password").value }) });
+    $("signin-form").reset();
+    setState($("signin-state"), "");
+    showAccount();
+    await route();
+    const panel = [...document.querySelectorAll("[role=tabpanel]")].find((node) => !node.hidden);
+    if (panel) panel.focus();
   } catch (error) {
-    setState(state, describeFailure(error), "error");
+    $("signin-password").value = "";
+    setState($("signin-state"), error instanceof ApiFailure ? error.message : describeFailure(error), "error");
+  } finally {
+    $("signin-button").disabled = false;
   }
 }
 
-async function verifyChain() {
-  const state = $("chain-verify-state");
-  setState(state, "Re-validating every block…");
-  try {
-    const report = await api("/chain/verify");
-    if (report.status === "valid") {
-      setState(state, `Valid: ${report.blocks_checked} blocks, ${report.records_checked} records checked in ${report.elapsed_ms} ms.`, "ok");
-    } else {
-      const bad = report.first_bad_block;
-      setState(state, `Invalid from block ${bad.height}: ${bad.error} ${bad.message || ""}`, "error");
-    }
-  } catch (error) {
-    setState(state, describeFailure(error), "error");
-  }
+function forgetPerson(message) {
+  state.session = null;
+  clearResult();
+  clearForm();
+  $("worklist-body").replaceChildren();
+  $("audit-body").replaceChildren();
+  showAccount();
+  if (location.hash.startsWith("#/audit") || location.hash.startsWith("#/report") || location.hash.startsWith("#/open")) location.hash = "#/diagnose";
+  route();
+  setState($("signin-state"), message, message ? "error" : "");
 }
 
-async function openResultRecord() {
-  const recordId = $("result-record").dataset.recordId;
-  showTab("explorer");
-  $("lookup-record").value = recordId;
+async function signOut() {
+  try { await api("/session", { method: "DELETE" }); } catch { /* the session may already be gone */ }
+  forgetPerson("");
+  setState($("signin-state"), "Signed out.", "ok");
+}
+
+async function restoreSession() {
   try {
-    const reply = await showRecord(recordId);
-    if (reply.block_hash) showBlock(await api(`/blocks/${reply.block_hash}`));
+    state.session = await api("/session");
+  } catch {
+    state.session = null;
+  }
+  showAccount();
+}
+
+// ----------------------------------------------------------------- worklist
+async function loadWorklist() {
+  const params = new URLSearchParams({ offset: String(worklistOffset), limit: String(WORKLIST_PAGE) });
+  for (const [name, id] of [["patient_ref", "worklist-patient"], ["date", "worklist-date"], ["risk_level", "worklist-risk"]]) {
+    if ($(id).value.trim()) params.set(name, $(id).value.trim());
+  }
+  if (!$("worklist-scope-label").hidden) params.set("scope", $("worklist-scope").value);
+  setState($("worklist-state"), "Loading…");
+  try {
+    const reply = await api(`/worklist?${params}`);
+    const rows = reply.items.map((item) => el("tr", { "data-record": item.record_id },
+      el("td", {}, timeElement(item.created_ms)),
+      el("td", {}, findingText(item.label)),
+      el("td", {}, el("span", { class: riskClass(item.risk_level).replace("risk ", "tag ") }, item.risk_level)),
+      el("td", {}, item.modalities.join(", ")),
+      el("td", {}, item.status === "mined" ? el("a", { href: `#/block/${item.block_height}` }, `block ${item.block_height}`) : "pending"),
+      el("td", {}, item.username),
+      el("td", {}, el("a", { href: `#/open/${item.record_id}`, class: "open-link", title: item.record_id }, "Open ", el("span", { class: "mono" }, shortHash(item.record_id, 6))))));
+    $("worklist-body").replaceChildren(...(rows.length ? rows : [el("tr", { class: "empty" }, el("td", { colspan: "7" }, "No diagnoses match."))]));
+    const last = Math.min(reply.offset + reply.items.length, reply.total);
+    $("worklist-range").textContent = reply.total ? `${reply.offset + 1}–${last} of ${reply.total}` : "0 of 0";
+    $("worklist-prev").disabled = reply.offset === 0;
+    $("worklist-next").disabled = last >= reply.total;
+    setState($("worklist-state"), `${reply.total} diagnos${reply.total === 1 ? "is" : "es"} (${reply.scope === "all" ? "everyone's" : "yours"}).`);
   } catch (error) {
-    setState($("lookup-state"), describeFailure(error), "error");
+    setState($("worklist-state"), describeFailure(error), "error");
   }
 }
 
 // -------------------------------------------------------------------- peers
 async function loadPeers() {
+  const status = state.status || await api("/status").catch(() => null);
   try {
     const reply = await api("/peers");
-    const rows = reply.peers.map((peer) => el("tr", {},
-      el("td", {}, peer.name || shortHash(peer.peer_id || "", 6)),
-      el("td", { class: "mono" }, peer.address || "–"),
-      el("td", {}, peer.height ?? "–"),
-      el("td", {}, peer.direction || "–"),
-      el("td", {}, peer.ping_ms == null ? "–" : `${peer.ping_ms} ms`),
-      el("td", {}, peer.connected_s == null ? "–" : `${Math.round(peer.connected_s)} s`)));
-    $("peers-body").replaceChildren(...(rows.length ? rows
-      : [el("tr", { class: "empty" }, el("td", { colspan: "6" }, "No peers connected."))]));
-    $("peers-note").textContent = reply.bootstrap.length ? `Bootstrap peers: ${reply.bootstrap.join(", ")}` : "";
+    const byId = new Map(reply.peers.map((peer) => [peer.peer_id, peer]));
+    const ours = status ? status.height : 0;
+    const rows = (status ? status.members : []).map((member) => {
+      const self = status && member.member_id === status.node_id;
+      const peer = byId.get(member.member_id) || reply.peers.find((item) => item.name === member.name);
+      const online = self || Boolean(peer);
+      const height = self ? ours : peer ? peer.height : null;
+      const sync = height === null || height === undefined ? "unknown" : height >= ours ? "in sync" : `behind by ${ours - height}`;
+      return el("tr", { "data-member": member.member_id },
+        el("td", {}, `${member.name}${self ? " (this node)" : ""}`),
+        el("td", {}, el("span", { class: `tag ${online ? "online" : "offline"}` }, online ? "online" : "offline")),
+        el("td", {}, online ? sync : "–"),
+        el("td", {}, height ?? "–"),
+        el("td", { class: "mono" }, self ? location.host : peer ? peer.address || "–" : "–"),
+        el("td", {}, peer && peer.ping_ms != null ? `${peer.ping_ms} ms` : "–"));
+    });
+    $("members-body").replaceChildren(...rows);
+    $("peers-note").textContent = `${reply.count} peer connection(s). ${reply.bootstrap.length ? `Bootstrap peers: ${reply.bootstrap.join(", ")}.` : ""}`;
   } catch (error) {
-    $("peers-body").replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: "6" }, describeFailure(error))));
-  }
-  if (lastStatus) {
-    $("members-list").replaceChildren(...lastStatus.members.map((member) =>
-      el("li", {}, `${member.name} `, el("span", { class: "mono small" }, member.member_id))));
+    $("members-body").replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: "6" }, describeFailure(error))));
   }
 }
 
-// --------------------------------------------------------------------- wiring
-function init() {
-  for (const tab of ["diagnose", "explorer", "peers"]) $(`tab-${tab}`).addEventListener("click", () => showTab(tab));
-  $("token-input").value = getToken();
-  $("token-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
-    showTokenState();
-  });
-  for (const name of ["xray", "ct"]) {
-    $(`${name}-input`).addEventListener("change", () => {
-      const file = $(`${name}-input`).files[0];
-      $(`${name}-name`).textContent = file ? file.name : "no file chosen";
-      $(`${name}-input`).closest(".drop").classList.toggle("has-file", Boolean(file));
-    });
+// -------------------------------------------------------------------- audit
+async function loadAudit() {
+  try {
+    const reply = await api(`/audit?offset=${auditOffset}&limit=${AUDIT_PAGE}`);
+    $("audit-body").replaceChildren(...reply.entries.map((entry) => el("tr", {},
+      el("td", {}, entry.seq), el("td", {}, timeElement(entry.time_ms)), el("td", {}, entry.username),
+      el("td", {}, entry.action), el("td", { class: "mono" }, entry.target ? shortHash(entry.target, 8) : "–"),
+      el("td", { class: "small" }, Object.entries(entry.detail).map(([key, value]) => `${key}: ${value}`).join(", ")))));
+    const last = Math.min(reply.offset + reply.entries.length, reply.total);
+    $("audit-range").textContent = `${reply.total ? reply.offset + 1 : 0}–${last} of ${reply.total}`;
+    $("audit-prev").disabled = reply.offset === 0;
+    $("audit-next").disabled = last >= reply.total;
+    setState($("audit-state"), reply.chain_intact ? "Hash chain intact: no entry has been changed or removed."
+      : `Hash chain broken at entry ${reply.first_bad_seq}: the log file was edited outside the node.`, reply.chain_intact ? "ok" : "error");
+  } catch (error) {
+    setState($("audit-state"), describeFailure(error), "error");
   }
-  $("diagnose-form").addEventListener("submit", submitDiagnosis);
-  $("result-open-record").addEventListener("click", openResultRecord);
-  $("blocks-refresh").addEventListener("click", loadBlocks);
+}
+
+// ------------------------------------------------------------------- wiring
+function init() {
+  for (const tab of TABS) {
+    $(`tab-${tab}`).addEventListener("click", () => { location.hash = `#/${tab}`; });
+    $(`tab-${tab}`).addEventListener("keydown", onTabKey);
+  }
+  state.onSignedOut = () => forgetPerson("Your session has ended; sign in again.");
+  $("signin-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", signOut);
+  initDiagnose((recordId) => { location.hash = `#/record/${recordId}`; }, (recordId) => { location.hash = `#/report/${recordId}`; });
+  initExplorer();
+  $("worklist-form").addEventListener("submit", (event) => { event.preventDefault(); worklistOffset = 0; loadWorklist(); });
+  $("worklist-prev").addEventListener("click", () => { worklistOffset = Math.max(0, worklistOffset - WORKLIST_PAGE); loadWorklist(); });
+  $("worklist-next").addEventListener("click", () => { worklistOffset += WORKLIST_PAGE; loadWorklist(); });
+  $("audit-refresh").addEventListener("click", loadAudit);
+  $("audit-prev").addEventListener("click", () => { auditOffset = Math.max(0, auditOffset - AUDIT_PAGE); loadAudit(); });
+  $("audit-next").addEventListener("click", () => { auditOffset += AUDIT_PAGE; loadAudit(); });
   $("peers-refresh").addEventListener("click", loadPeers);
-  $("chain-verify-button").addEventListener("click", verifyChain);
-  $("record-verify-button").addEventListener("click", verifyShownRecord);
-  $("lookup-form").addEventListener("submit", lookup);
-  showTokenState();
+  $("report-print").addEventListener("click", () => window.print());
+  $("report-back").addEventListener("click", () => history.back());
+  window.addEventListener("hashchange", route);
+  restoreSession().then(route);
   refreshStatus();
-  setInterval(refreshStatus, STATUS_INTERVAL_MS);
+  startLiveUpdates();
+  window.setInterval(refreshStatus, STATUS_INTERVAL_MS);
 }
 
 init();

@@ -77,7 +77,7 @@ def test_one_modality_alone(plugin: object, shared_data_dir: Path, modality: str
     expected = compute_assessment([ModelEvidence(modality, single.probability, card.threshold, card.auc)], RISK,
                                   plugin.config)
     assert result.adjusted_probability == pytest.approx(expected.adjusted_probability)
-    assert result.label == ("affected" if result.adjusted_probability >= card.threshold else "normal")
+    assert result.label == ("affected" if result.fused_probability >= card.threshold else "normal")
     assert (result.confidence, result.risk_level) == (expected.confidence, expected.risk_level)
     assert result.recommendations == expected.recommendations and result.disclaimer == DISCLAIMER
     check_heatmap(single.heatmap_png, data, modality)

@@ -8,9 +8,13 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from diagnostics.errors import DiagnosisError
 from diagnostics.fusion import (
+    CT_NODULE_GUIDELINE,
+    RADIOGRAPH_FINDING_CT,
     SCREENING_ELIGIBILITY,
     SMOKING_CESSATION,
     DiagnosisConfig,
@@ -89,33 +93,77 @@ def test_risk_levels() -> None:
 
 
 def test_assessment_both_modalities_with_risk_factors_hand_worked() -> None:
-    # fused logit 0.641764; risk: age 70 (+0.4) + current smoker (+0.5) = +0.9
-    # adjusted = sigmoid(1.541764) = 0.823721; threshold 0.466263 -> affected
-    # confidence = 50 + 50 * (0.823721 - 0.466263) / (1 - 0.466263) = 83.486
+    # fused logit 0.641764 -> p = 0.655152 >= t = 0.466263: the images alone say affected
+    # confidence (images) = 50 + 50 * (0.655152 - 0.466263) / (1 - 0.466263) = 67.695
+    # risk: age 70 (+0.4) + current smoker (+0.5) = +0.9; risk score = sigmoid(1.541764) = 0.823721 -> High
     risk = RiskFactors(age=70, smoking="current", family_history=False)
     assessment = compute_assessment([CT, XRAY], risk, DiagnosisConfig())
     assert assessment.adjustment.total == pytest.approx(0.9)
     assert assessment.adjusted_probability == pytest.approx(0.823721, abs=1e-6)
     assert assessment.label == "affected"
-    assert assessment.confidence == pytest.approx(83.486, abs=1e-3)
+    assert assessment.confidence == pytest.approx(67.695, abs=1e-3)
     assert assessment.risk_level == "High"
-    assert assessment.recommendations[-2:] == (SMOKING_CESSATION, SCREENING_ELIGIBILITY)
+    # a lesion is seen on CT: the nodule guideline, cessation, and no screening advice
+    assert assessment.recommendations[-2:] == (CT_NODULE_GUIDELINE, SMOKING_CESSATION)
+    assert SCREENING_ELIGIBILITY not in assessment.recommendations
 
 
-def test_risk_factors_can_tip_a_borderline_case_but_not_a_confident_one() -> None:
+def test_risk_factors_move_the_risk_level_but_never_the_image_finding() -> None:
     borderline = ModelEvidence("ct", probability=0.45, threshold=0.5, auc=0.9)
     low_risk = compute_assessment([borderline], RiskFactors(), DiagnosisConfig())
     high_risk = compute_assessment([borderline], RiskFactors(age=80, smoking="current", family_history=True),
                                    DiagnosisConfig())
-    assert (low_risk.label, high_risk.label) == ("normal", "affected")
-    # sigmoid(logit(0.45) + 1.0) = sigmoid(0.799329) = 0.689831 (capped adjustment)
+    # before this rule, the +1.0 adjustment turned this normal image into "affected"
+    assert (low_risk.label, high_risk.label) == ("normal", "normal")
+    assert low_risk.confidence == high_risk.confidence == pytest.approx(55.0)  # 50 + 50 * 0.05 / 0.5
+    # sigmoid(logit(0.45) + 1.0) = sigmoid(0.799329) = 0.689831 (capped adjustment): Moderate, not Low
     assert high_risk.adjusted_probability == pytest.approx(0.689831, abs=1e-6)
+    assert (low_risk.risk_level, high_risk.risk_level) == ("Moderate", "Moderate")
     confident = ModelEvidence("ct", probability=0.05, threshold=0.5, auc=0.9)
     worst_case = compute_assessment([confident], RiskFactors(age=80, smoking="current", family_history=True),
                                     DiagnosisConfig())
     # sigmoid(logit(0.05) + 1.0) = sigmoid(-1.944439) = 0.125161
     assert worst_case.adjusted_probability == pytest.approx(0.125161, abs=1e-6)
     assert (worst_case.label, worst_case.risk_level) == ("normal", "Low")
+    # protective factors cannot hide a finding either: sigmoid(0.200671 - 0.5) = sigmoid(-0.299329) = 0.425721 < 0.5
+    finding = ModelEvidence("ct", probability=0.55, threshold=0.5, auc=0.9)
+    young = compute_assessment([finding], RiskFactors(age=25, smoking="never"), DiagnosisConfig())
+    assert young.adjusted_probability == pytest.approx(0.425721, abs=1e-6)
+    assert (young.label, young.risk_level) == ("affected", "Moderate")
+
+
+RISKS = st.builds(RiskFactors, age=st.one_of(st.none(), st.integers(0, 130)),
+                  smoking=st.sampled_from([None, "never", "former", "current"]),
+                  family_history=st.sampled_from([None, False, True]))
+PROBABILITY = st.floats(0.0, 1.0, allow_nan=False)
+THRESHOLD = st.floats(0.01, 0.99, allow_nan=False)
+
+
+@given(ct=st.tuples(PROBABILITY, THRESHOLD), xray=st.one_of(st.none(), st.tuples(PROBABILITY, THRESHOLD)),
+       risk=RISKS)
+def test_property_the_image_finding_ignores_risk_factors(ct: tuple[float, float], xray: tuple[float, float] | None,
+                                                         risk: RiskFactors) -> None:
+    evidence = [ModelEvidence("ct", ct[0], ct[1], 0.9)]
+    if xray is not None:
+        evidence.append(ModelEvidence("xray", xray[0], xray[1], 0.6))
+    without = compute_assessment(evidence, RiskFactors(), DiagnosisConfig())
+    with_risk = compute_assessment(evidence, risk, DiagnosisConfig())
+    fusion = compute_fusion(evidence)
+    assert with_risk.label == without.label == ("affected" if fusion.probability >= fusion.threshold else "normal")
+    assert with_risk.confidence == without.confidence
+    if with_risk.label == "affected":
+        assert with_risk.risk_level != "Low" and SCREENING_ELIGIBILITY not in with_risk.recommendations
+
+
+def test_recommendations_fit_the_modality_and_the_finding() -> None:
+    smoker = RiskFactors(age=60, smoking="former")
+    xray_finding = compute_assessment([ModelEvidence("xray", 0.9, 0.5, 0.8)], smoker, DiagnosisConfig())
+    assert RADIOGRAPH_FINDING_CT in xray_finding.recommendations
+    assert not any("Fleischner" in text for text in xray_finding.recommendations)
+    assert SCREENING_ELIGIBILITY not in xray_finding.recommendations
+    xray_clear = compute_assessment([ModelEvidence("xray", 0.1, 0.5, 0.8)], smoker, DiagnosisConfig())
+    assert SCREENING_ELIGIBILITY in xray_clear.recommendations
+    assert not any("Fleischner" in text or RADIOGRAPH_FINDING_CT == text for text in xray_clear.recommendations)
 
 
 def test_low_risk_recommendations_are_suggestions() -> None:
