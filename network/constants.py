@@ -68,3 +68,10 @@ MAX_BANS = 10_000
 # Consensus rejections that are not the sending peer's fault: a block up to
 # two hours "too new" may come from an honest clock that is a little ahead.
 NOT_PEER_FAULT_CODES = frozenset({"time-too-new"})
+
+# Rejections about what the block hash does not commit to (the miner's signature,
+# the body's size, the records against the Merkle root): anyone can make such a
+# "mutated" copy of a valid block, so they ban the peer that sent it but never mark
+# the hash invalid (Bitcoin Core's BLOCK_MUTATED), and the block is fetched again
+# from another peer.
+MUTATED_BLOCK_CODES = frozenset({"bad-signature", "bad-merkle", "block-too-large", "empty-block"})

@@ -91,7 +91,7 @@ async def test_misbehaving_peers_are_banned_and_honest_nodes_converge(tmp_path: 
             ("oversized-frame", lambda fake: fake.send_raw(bytes(MAX_FRAME_BYTES + 1))),
             ("invalid-block:bad-pow", lambda fake: serve_block(fake, bad_pow_block(honest, fake.member))),
             ("invalid-block:unknown-member", lambda fake: serve_block(fake, non_member_block(honest, fake.member))),
-            ("invalid-block:bad-signature", lambda fake: serve_block(fake, bad_signature_block(honest, fake.member))),
+            ("mutated-block:bad-signature", lambda fake: serve_block(fake, bad_signature_block(honest, fake.member))),
         ]
         for number, (reason, misbehave) in enumerate(cases, start=1):
             fake = FakePeer(rogues[number], genesis, local_host=f"127.0.0.{10 + number}")
