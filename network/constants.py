@@ -7,8 +7,8 @@ reviewer can see at a glance what a peer may make this node do.
 from __future__ import annotations
 
 # --- protocol -------------------------------------------------------------
-PROTOCOL_VERSION = 1
-MIN_PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: auth signature covers the TLS certificates
+MIN_PROTOCOL_VERSION = 2
 P2P_PATH = "/p2p"
 USER_AGENT = "lungledger/0.1"
 MAX_USER_AGENT_CHARS = 64

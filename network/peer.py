@@ -91,6 +91,7 @@ class Peer:
         self.ping_sent_at = time.monotonic()
         self.ping_ms: float | None = None
         self.closing: str | None = None
+        self.channel_bound = False  # set when TLS proves the link is this member's end to end
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=MAX_SEND_QUEUE_FRAMES)
         self.queued_bytes = 0
 

@@ -39,12 +39,13 @@ from network.constants import (
 from network.discovery import Address, AddressBook, make_peers_message, parse_address
 from network.errors import PeerGone, ProtocolViolation
 from network.gossip import Gossip
-from network.handshake import LocalIdentity, perform_handshake
+from network.handshake import UNBOUND, ChannelBinding, LocalIdentity, perform_handshake
 from network.messages import (
     Announce, Auth, Blocks, GetBlocks, GetHeaders, GetPeers, Headers, Hello, Message, NotFound, Peers, Ping, Pong,
 )
 from network.peer import Direction, FrameChannel, Peer
 from network.sync import BlockSync
+from network.tls import P2P_SERVER_NAME, NodeTls, TlsIdentityError
 
 log = logging.getLogger("lungledger.net")
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
@@ -58,6 +59,7 @@ class NetworkSettings:
     bootstrap: tuple[str, ...] = ()
     max_peers: int = DEFAULT_MAX_PEERS
     outbound_peers: int = DEFAULT_OUTBOUND_PEERS
+    tls: NodeTls | None = None  # None: plain WebSockets, sessions not channel-bound (development only)
 
 
 class PeerNetwork:
@@ -143,10 +145,22 @@ class PeerNetwork:
             raise web.HTTPForbidden(text=f"banned: {ban.reason}")
         if len(self.peers) >= self.settings.max_peers or self.handshaking >= MAX_HANDSHAKING:
             raise web.HTTPServiceUnavailable(text="no free peer slots")
+        binding = self._get_inbound_binding(request)
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
         await ws.prepare(request)
-        await self._run_connection(FrameChannel(ws), "inbound", host, None)
+        await self._run_connection(FrameChannel(ws), "inbound", host, None, binding)
         return ws
+
+    def _get_inbound_binding(self, request: web.Request) -> ChannelBinding:
+        """With TLS on, only links showing a member-certified certificate may become peers."""
+        tls = self.settings.tls
+        if tls is None:
+            return UNBOUND
+        transport = request.transport
+        try:
+            return tls.get_binding(transport.get_extra_info("ssl_object") if transport is not None else None)
+        except TlsIdentityError as error:
+            raise web.HTTPForbidden(text=str(error)) from error
 
     async def connect(self, host: str, port: int, persistent: bool = False) -> Peer | None:
         """Dial a peer; return its session once the handshake is done (None on failure)."""
@@ -160,20 +174,35 @@ class PeerNetwork:
         self.dialing.add(address)
         ready: asyncio.Future[Peer | None] = asyncio.get_running_loop().create_future()
         try:
-            url = f"http://{address[0]}:{address[1]}{P2P_PATH}"
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                ws = await self.client.ws_connect(url, max_msg_size=MAX_FRAME_BYTES, autoping=True)
-        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                ws, binding = await self._open_websocket(self.client, address)
+        except (aiohttp.ClientError, OSError, TimeoutError, TlsIdentityError) as error:
             self.dialing.discard(address)
             self.book.on_dial_failed(address)
             log.debug("dial %s:%d failed: %s", address[0], address[1], error)
             return None
-        self._spawn(self._run_connection(FrameChannel(ws), "outbound", address[0], address, ready), "p2p-session")
+        self._spawn(self._run_connection(FrameChannel(ws), "outbound", address[0], address, binding, ready),
+                    "p2p-session")
         return await ready
 
-    async def _run_connection(self, channel: FrameChannel, direction: Direction, host: str,
-                              dialed: Address | None, ready: asyncio.Future[Peer | None] | None = None) -> None:
-        peer = await self._open_session(channel, direction, host, dialed)
+    async def _open_websocket(self, client: aiohttp.ClientSession,
+                              address: Address) -> tuple[aiohttp.ClientWebSocketResponse, ChannelBinding]:
+        tls = self.settings.tls
+        host = f"[{address[0]}]" if ":" in address[0] else address[0]
+        if tls is None:
+            url = f"ws://{host}:{address[1]}{P2P_PATH}"
+            return await client.ws_connect(url, max_msg_size=MAX_FRAME_BYTES, autoping=True), UNBOUND
+        ws = await client.ws_connect(f"wss://{host}:{address[1]}{P2P_PATH}", max_msg_size=MAX_FRAME_BYTES,
+                                     autoping=True, ssl=tls.client_context, server_hostname=P2P_SERVER_NAME)
+        try:
+            return ws, tls.get_binding(ws.get_extra_info("ssl_object"))
+        except TlsIdentityError:
+            await ws.close()
+            raise
+
+    async def _run_connection(self, channel: FrameChannel, direction: Direction, host: str, dialed: Address | None,
+                              binding: ChannelBinding, ready: asyncio.Future[Peer | None] | None = None) -> None:
+        peer = await self._open_session(channel, direction, host, dialed, binding)
         if ready is not None and not ready.done():
             ready.set_result(peer)
         if peer is None:
@@ -182,14 +211,15 @@ class PeerNetwork:
         await self._serve(peer)
 
     async def _open_session(self, channel: FrameChannel, direction: Direction, host: str,
-                            dialed: Address | None) -> Peer | None:
+                            dialed: Address | None, binding: ChannelBinding) -> Peer | None:
         self.handshaking += 1
         try:
-            hello = await perform_handshake(channel, self.local, self.backend.height)
+            hello = await perform_handshake(channel, self.local, self.backend.height, binding)
             if dialed is not None:
                 self.bootstrap_members[dialed] = hello.member_id
             name = self.backend.params.members_by_id[hello.member_id].name
             peer = Peer(channel, hello, direction, host, name, dialed[1] if dialed else None)
+            peer.channel_bound = binding.is_bound
             self._register(peer)
         except ProtocolViolation as violation:
             self._ban_unauthenticated(host, violation)
@@ -261,10 +291,16 @@ class PeerNetwork:
 
     # ------------------------------------------------------------ bans
     def punish(self, member_id: bytes, reason: str, detail: str = "") -> None:
-        """Ban a member (and its address) for misbehaviour, and disconnect it."""
+        """Ban a member (and its address) for misbehaviour, and disconnect it.
+
+        The member id is banned only when the session is proven to be that
+        member's end to end (TLS certified by its key); otherwise, as a relay
+        could have made it, only the address is.
+        """
         peer = self.peers.get(member_id)
         host = peer.host if peer is not None else None
-        self.bans.ban(reason, member_id=member_id, host=host)
+        bound = peer.channel_bound if peer is not None else self.settings.tls is not None
+        self.bans.ban(reason, member_id=member_id if bound else None, host=host)
         for listener in self.ban_listeners:
             listener(reason)
         log.warning("banned peer %s (%s) reason=%s %s", member_id.hex()[:8], host or "not connected", reason, detail)
