@@ -45,7 +45,7 @@ MAX_KNOWN_INVENTORY = 5000  # hashes remembered per peer as already known to it
 MAX_REJECTED_HASHES = 10_000  # blocks remembered as invalid
 
 # --- timeouts (seconds) ---------------------------------------------------
-HANDSHAKE_TIMEOUT_S = 10.0
+HANDSHAKE_TIMEOUT_S = 5.0  # from the WebSocket upgrade to a verified auth; longer counts as an idle handshake
 REQUEST_TIMEOUT_S = 30.0  # headers / blocks replies
 PING_INTERVAL_S = 30.0
 PING_TIMEOUT_S = 20.0
@@ -57,11 +57,17 @@ SHUTDOWN_GRACE_S = 2.0  # for sessions to close cleanly on stop
 # --- peers, discovery and bans ---------------------------------------------
 DEFAULT_MAX_PEERS = 16
 DEFAULT_OUTBOUND_PEERS = 8
-MAX_HANDSHAKING = 8  # connections still in the handshake at once
+# Pre-handshake limits (inbound links still in the handshake; our own dials are never limited by them).
+MAX_HANDSHAKING = 8  # any address
+RESERVED_MEMBER_HANDSHAKES = 4  # more, only for addresses members were seen at (bootstrap, learned, connected)
+MAX_HANDSHAKES_PER_ADDRESS = 2  # at once, from one address (the node's own hosts exempt)
+MAX_IDLE_HANDSHAKES = 3  # handshakes from one address that ran past the deadline before a ban...
+IDLE_HANDSHAKE_BAN_S = 10 * 60  # ...of the address (never a member id: nothing was authenticated)
 MAX_KNOWN_ADDRESSES = 1024
 GET_PEERS_INTERVAL_S = 60.0
 RECONNECT_BACKOFF_MIN_S = 0.5
 RECONNECT_BACKOFF_MAX_S = 60.0
+RECONNECT_BOOTSTRAP_BACKOFF_MAX_S = 4.0  # members we keep connected are redialed promptly after an outage
 BAN_DURATION_S = 24 * 60 * 60
 MAX_BANS = 10_000
 

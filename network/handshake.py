@@ -29,7 +29,7 @@ from consensus.crypto import HANDSHAKE_DOMAIN, is_signature_valid, sign
 from consensus.encoding import pack
 from consensus.types import ChainParams
 from network.constants import HANDSHAKE_TIMEOUT_S, MIN_PROTOCOL_VERSION, NONCE_BYTES, PROTOCOL_VERSION, USER_AGENT
-from network.errors import PeerGone, ProtocolViolation
+from network.errors import HandshakeTimeout, PeerGone, ProtocolViolation
 from network.messages import Auth, Hello
 from network.peer import FrameChannel
 
@@ -107,7 +107,7 @@ async def perform_handshake(channel: FrameChannel, local: LocalIdentity, best_he
         async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
             return await _exchange(channel, local, best_height, binding)
     except TimeoutError as error:
-        raise PeerGone("handshake timed out") from error
+        raise HandshakeTimeout("handshake timed out") from error
 
 
 async def _exchange(channel: FrameChannel, local: LocalIdentity, best_height: int, binding: ChannelBinding) -> Hello:

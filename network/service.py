@@ -29,7 +29,6 @@ from network.constants import (
     DEFAULT_OUTBOUND_PEERS,
     GET_PEERS_INTERVAL_S,
     MAX_FRAME_BYTES,
-    MAX_HANDSHAKING,
     P2P_PATH,
     PING_INTERVAL_S,
     PING_TIMEOUT_S,
@@ -37,7 +36,8 @@ from network.constants import (
     TICK_INTERVAL_S,
 )
 from network.discovery import Address, AddressBook, make_peers_message, parse_address
-from network.errors import PeerGone, ProtocolViolation
+from network.admission import HandshakeAdmission
+from network.errors import HandshakeTimeout, PeerGone, ProtocolViolation
 from network.gossip import Gossip
 from network.handshake import UNBOUND, ChannelBinding, LocalIdentity, perform_handshake
 from network.messages import (
@@ -79,7 +79,7 @@ class PeerNetwork:
             self.book.add_bootstrap(parse_address(text))
         self.bootstrap_members: dict[Address, bytes] = {}
         self.dialing: set[Address] = set()
-        self.handshaking = 0
+        self.admission = HandshakeAdmission(self.bans, self.book.get_member_hosts)
         self.sync = BlockSync(backend, self.get_peers, self.punish)
         self.gossip = Gossip(backend, self.get_peers)
         self.frames_sent_closed = 0
@@ -143,8 +143,11 @@ class PeerNetwork:
         ban = self.bans.get_ban(host=host)
         if ban is not None:
             raise web.HTTPForbidden(text=f"banned: {ban.reason}")
-        if len(self.peers) >= self.settings.max_peers or self.handshaking >= MAX_HANDSHAKING:
+        if len(self.peers) >= self.settings.max_peers:
             raise web.HTTPServiceUnavailable(text="no free peer slots")
+        refusal = self.admission.get_refusal(host)
+        if refusal is not None:
+            raise web.HTTPServiceUnavailable(text=refusal)
         binding = self._get_inbound_binding(request)
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
         await ws.prepare(request)
@@ -212,7 +215,8 @@ class PeerNetwork:
 
     async def _open_session(self, channel: FrameChannel, direction: Direction, host: str,
                             dialed: Address | None, binding: ChannelBinding) -> Peer | None:
-        self.handshaking += 1
+        if direction == "inbound":
+            self.admission.on_started(host)
         try:
             hello = await perform_handshake(channel, self.local, self.backend.height, binding)
             if dialed is not None:
@@ -224,17 +228,26 @@ class PeerNetwork:
         except ProtocolViolation as violation:
             self._ban_unauthenticated(host, violation)
             return None
+        except HandshakeTimeout:
+            if direction == "inbound":
+                self.admission.on_idle(host)
+            log.info("peer %s: handshake timed out", host)
+            if dialed is not None:
+                self.book.on_dial_failed(dialed)
+            return None
         except PeerGone as gone:
             log.info("peer %s refused during handshake: %s", host, gone)
             if dialed is not None:
                 self.book.on_dial_failed(dialed)
             return None
         finally:
-            self.handshaking -= 1
+            if direction == "inbound":
+                self.admission.on_ended(host)
             if dialed is not None:
                 self.dialing.discard(dialed)
         if dialed is not None:
             self.book.on_dial_succeeded(dialed)
+        self.admission.on_authenticated(host)
         return peer
 
     def _register(self, peer: Peer) -> None:
