@@ -54,6 +54,27 @@ TICK_INTERVAL_S = 1.0  # request-timeout and reconnect housekeeping
 SEND_TIMEOUT_S = 10.0
 SHUTDOWN_GRACE_S = 2.0  # for sessions to close cleanly on stop
 
+# --- per-peer, per-message-type rate limits (token buckets, as Chia's rate limiter) ---
+# (messages per second, burst). Far above what an honest peer sends (sync of
+# 20,000 blocks runs at ~600 blocks/s: ~10 `blocks` and `get_blocks` a second);
+# messages past the limit are dropped, and a peer that keeps at it is
+# disconnected and refused for FLOOD_BAN_MIN_S, doubling on each repeat.
+MESSAGE_RATE_LIMITS: dict[str, tuple[float, float]] = {
+    "announce": (100.0, 400.0),
+    "get_headers": (20.0, 40.0),
+    "headers": (20.0, 40.0),
+    "get_blocks": (100.0, 200.0),
+    "blocks": (200.0, 400.0),
+    "not_found": (50.0, 200.0),
+    "get_peers": (1.0, 10.0),
+    "peers": (1.0, 10.0),
+    "ping": (2.0, 10.0),
+    "pong": (2.0, 10.0),
+}
+DEFAULT_MESSAGE_RATE = (10.0, 20.0)  # any type not listed (hello/auth after the handshake are violations anyway)
+MAX_THROTTLED_MESSAGES = 100  # dropped messages in one session before the peer is disconnected
+FLOOD_BAN_MIN_S = 60.0  # first refusal after flooding; doubles per repeat, up to BAN_DURATION_S
+
 # --- peers, discovery and bans ---------------------------------------------
 DEFAULT_MAX_PEERS = 16
 DEFAULT_OUTBOUND_PEERS = 8

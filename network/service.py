@@ -44,6 +44,7 @@ from network.messages import (
     Announce, Auth, Blocks, GetBlocks, GetHeaders, GetPeers, Headers, Hello, Message, NotFound, Peers, Ping, Pong,
 )
 from network.peer import Direction, FrameChannel, Peer
+from network.ratelimit import compute_flood_ban_s
 from network.sync import BlockSync
 from network.tls import P2P_SERVER_NAME, NodeTls, TlsIdentityError
 
@@ -79,6 +80,7 @@ class PeerNetwork:
             self.book.add_bootstrap(parse_address(text))
         self.bootstrap_members: dict[Address, bytes] = {}
         self.dialing: set[Address] = set()
+        self.flood_offences: dict[bytes, int] = {}  # member id -> floods so far (the back-off doubles per repeat)
         self.admission = HandshakeAdmission(self.bans, self.book.get_member_hosts)
         self.sync = BlockSync(backend, self.get_peers, self.punish)
         self.gossip = Gossip(backend, self.get_peers)
@@ -278,7 +280,8 @@ class PeerNetwork:
         try:
             while peer.closing is None:
                 message = await peer.channel.receive_message()
-                await self.handlers[type(message)](peer, message)
+                if self._is_within_rate(peer, message):
+                    await self.handlers[type(message)](peer, message)
         except ProtocolViolation as violation:
             self.punish(peer.member_id, violation.reason, violation.detail)
         except PeerGone as gone:
@@ -319,6 +322,30 @@ class PeerNetwork:
         log.warning("banned peer %s (%s) reason=%s %s", member_id.hex()[:8], host or "not connected", reason, detail)
         if peer is not None:
             peer.close(f"banned: {reason}")
+
+    def _is_within_rate(self, peer: Peer, message: Message) -> bool:
+        """Drop what is past the peer's rate for its type; a peer that keeps flooding is cut off for a while."""
+        if peer.limiter.allow(message.TYPE, time.monotonic()):
+            return True
+        if peer.limiter.throttled == 1:
+            log.warning("throttling peer %s %s: %s messages past their rate", peer.member_id.hex()[:8], peer.name,
+                        message.TYPE)
+        if peer.limiter.is_flooding and peer.closing is None:
+            self._on_flood(peer, message.TYPE)
+        return False
+
+    def _on_flood(self, peer: Peer, message_type: str) -> None:
+        offences = self.flood_offences.get(peer.member_id, 0) + 1
+        self.flood_offences[peer.member_id] = offences
+        duration = compute_flood_ban_s(offences)
+        reason = f"flooding:{message_type}"
+        self.bans.ban(reason, member_id=peer.member_id if peer.channel_bound else None, host=peer.host,
+                      duration_s=duration)
+        for listener in self.ban_listeners:
+            listener(reason)
+        log.warning("disconnected peer %s %s for flooding %s (offence %d): refused for %.0f s",
+                    peer.member_id.hex()[:8], peer.name, message_type, offences, duration)
+        peer.close(f"flooding {message_type}")
 
     def _ban_unauthenticated(self, host: str, violation: ProtocolViolation) -> None:
         keys = self.bans.ban(violation.reason, host=host)
