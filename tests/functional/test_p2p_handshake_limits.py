@@ -22,17 +22,19 @@ import time
 from pathlib import Path
 
 from network.constants import MAX_HANDSHAKING
+from network.tls import NodeTls, build_node_tls
 from tests.builders import MemberKeys, make_member
 from tests.functional.framework import FakePeer, TestNetwork, TestNode, wait_until
 
 RECONNECT_LIMIT_S = 10.0
 
 
-async def hold_idle_handshake(rogue: MemberKeys, network: TestNetwork, target: TestNode, host: str) -> None:
+async def hold_idle_handshake(rogue: MemberKeys, tls: NodeTls, network: TestNetwork, target: TestNode,
+                              host: str) -> None:
     """Keep one WebSocket to ``target`` in the handshake, never answering; re-open it when closed."""
     assert network.genesis is not None
     while True:
-        fake = FakePeer(rogue, network.genesis, local_host=host)
+        fake = FakePeer(rogue, network.genesis, local_host=host, tls=tls)
         try:
             if target.app is not None and await fake.open(target) == 101:
                 with contextlib.suppress(ConnectionError, TimeoutError):
@@ -71,10 +73,13 @@ async def test_restarted_member_reconnects_while_attacker_holds_sockets(tmp_path
 
         # 2. B goes down; the attack fills A's stranger slots
         await b.stop()
+        assert network.genesis is not None
         for number, rogue in enumerate(rogues):
+            tls = build_node_tls(rogue.key, rogue.member_id, network.genesis.params.members)
             for target in (a, b):
                 for _ in range(2):
-                    attack.append(asyncio.ensure_future(hold_idle_handshake(rogue, network, target, f"127.0.0.{50 + number}")))
+                    attack.append(asyncio.ensure_future(
+                        hold_idle_handshake(rogue, tls, network, target, f"127.0.0.{50 + number}")))
         raw = await hold_raw_sockets(a, "127.0.0.60", 20)
         await wait_until(lambda: a.network.admission.handshaking >= MAX_HANDSHAKING, 20, "the attack to fill A's slots")
 
