@@ -171,15 +171,24 @@ def build_node_tls(member_key: Ed25519PrivateKey, member_id: bytes, members: Ite
         p2p_server.verify_mode = ssl.CERT_OPTIONAL  # browsers have none; /p2p requires one
         client = _base_context(ssl.Purpose.SERVER_AUTH, chain_file, anchors_pem)
         client.verify_mode = ssl.CERT_REQUIRED
-    server = p2p_server if operator_cert is None else _operator_context(operator_cert, operator_key, p2p_server)
+    server = p2p_server if operator_cert is None else _operator_context(operator_cert, operator_key, p2p_server,
+                                                                        anchors_pem)
     return NodeTls(server, client, leaf.public_bytes(serialization.Encoding.DER), members_by_id)
 
 
-def _operator_context(cert: Path, key: Path | None, p2p_server: ssl.SSLContext) -> ssl.SSLContext:
-    """Browsers get the operator's certificate; peers (SNI P2P_SERVER_NAME) the member-certified one."""
+def _operator_context(cert: Path, key: Path | None, p2p_server: ssl.SSLContext, anchors_pem: str) -> ssl.SSLContext:
+    """Browsers get the operator's certificate; peers (SNI P2P_SERVER_NAME) the member-certified one.
+
+    OpenSSL keeps the first context's verification settings when the SNI
+    callback switches certificates, so this one asks for member certificates
+    too (optional, as for browsers).
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
+    context.load_verify_locations(cadata=anchors_pem)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.verify_mode = ssl.CERT_OPTIONAL
 
     def choose(ssl_object: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
         if server_name == P2P_SERVER_NAME:

@@ -27,7 +27,7 @@ from consensus.types import Block, ChainParams
 from network.backend import AcceptedBlock, AcceptListener, ConnectResult
 from network.constants import P2P_PATH
 from network.service import NetworkSettings, PeerNetwork
-from network.tls import NodeTls, build_node_tls
+from network.tls import NodeTls, build_node_tls, compute_fingerprint
 from node.chain import ChainService
 from node.store import AddResult, DuplicateBlock, MissingParent
 
@@ -172,8 +172,15 @@ def setup_tls(app: web.Application) -> None:
     from node.app import CONFIG, GENESIS, IDENTITY
 
     config, identity = app[CONFIG], app[IDENTITY]
-    app[TLS] = None if not config.tls else build_node_tls(
-        identity.private_key, identity.member_id, app[GENESIS].params.members, config.tls_cert, config.tls_key)
+    if not config.tls:
+        log.warning("TLS is off: plain HTTP and unencrypted peer links (development only)")
+        app[TLS] = None
+        return
+    tls = build_node_tls(identity.private_key, identity.member_id, app[GENESIS].params.members, config.tls_cert,
+                         config.tls_key)
+    log.info("TLS certificate (certified by member %s) SHA-256 %s", identity.member_id.hex()[:8],
+             compute_fingerprint(tls.certificate_der))
+    app[TLS] = tls
 
 
 def setup_p2p(app: web.Application) -> None:
