@@ -22,6 +22,7 @@ import importlib
 import json
 import logging
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -55,6 +56,7 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
         "genesis_path": Path(args.genesis) if args.genesis else None,
         "peers": tuple(args.peer or ()),
         "plugin": "none" if args.no_diagnostics else args.plugin,
+        "tls": False if args.no_tls else None,
     }
     if args.config:
         return NodeConfig.from_json_file(Path(args.config), **overrides)
@@ -68,8 +70,11 @@ def command_node(args: argparse.Namespace) -> int:
 
     config = node_config_from_args(args)
     logging.basicConfig(level=config.log_level, format=f"%(asctime)s {config.port} %(name)s %(levelname)s %(message)s")
+    from node.p2p import get_server_ssl_context
+
     app = create_app(config)
-    web.run_app(app, host=config.host, port=config.port, print=None, handle_signals=True, shutdown_timeout=5)
+    web.run_app(app, host=config.host, port=config.port, print=None, handle_signals=True, shutdown_timeout=5,
+                ssl_context=get_server_ssl_context(app))
     return 0
 
 
@@ -151,11 +156,19 @@ def testnet_command(root: Path, index: int, count: int, base_port: int, genesis:
     return command if diagnostics else [*command, "--no-diagnostics"]
 
 
+def make_own_node_context() -> ssl.SSLContext:
+    """The testnet polls nodes it started itself: their certificate is their own (self-signed), not verified here."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def wait_until_serving(port: int, process: subprocess.Popen[bytes], deadline: float) -> bool:
-    url = f"http://127.0.0.1:{port}/api/v1/status"
+    url = f"https://127.0.0.1:{port}/api/v1/status"
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2, context=make_own_node_context()) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
@@ -195,7 +208,7 @@ def command_testnet(args: argparse.Namespace) -> int:
         for index in range(count):
             identity = load_identity(root / f"node{index}")
             password = ensure_demo_admin(root / f"node{index}")
-            print(f"{identity.name}: http://127.0.0.1:{base_port + index}/  sign in as {DEMO_ADMIN} / {password}  "
+            print(f"{identity.name}: https://127.0.0.1:{base_port + index}/  sign in as {DEMO_ADMIN} / {password}  "
                   f"(api token for scripts: {identity.api_token})", flush=True)
         print(f"testnet of {count} nodes running (data in {root}); Ctrl-C stops it", flush=True)
         while not stop_requested:
@@ -283,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--peer", action="append", help="bootstrap peer HOST:PORT (repeat)")
     node.add_argument("--plugin", default=None, help="diagnostic plug-in name (default mobilenetv2)")
     node.add_argument("--no-diagnostics", action="store_true", help="relay-only node, no diagnostic plug-in")
+    node.add_argument("--no-tls", action="store_true",
+                      help="plain HTTP and unencrypted peer links (development only; peers must match)")
     node.set_defaults(handler=command_node)
     testnet = sub.add_parser("testnet", help="run N local nodes (keys and genesis created on first run)")
     testnet.add_argument("--nodes", type=int, default=3)

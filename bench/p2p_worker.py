@@ -5,7 +5,8 @@
 Prints ``READY`` once serving, then ``BEST <hash> <height> <time_ns> <source>``
 each time the best tip changes. Commands on stdin: ``mine`` (add a signed
 record and wake the miner), ``peers`` (prints ``PEERS <n>``), ``stats``
-(prints ``STATS <frames sent>``), ``quit``.
+(prints ``STATS <frames sent>``), ``quit``. Peer links use TLS unless the
+environment sets ``P2P_WORKER_TLS=0`` (to measure what TLS costs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from aiohttp import web  # noqa: E402
 
 from node.app import CHAIN, IDENTITY, MINER, create_app  # noqa: E402
 from node.config import NodeConfig  # noqa: E402
-from node.p2p import NETWORK  # noqa: E402
+from node.p2p import NETWORK, get_server_ssl_context  # noqa: E402
 from node.store import AddResult  # noqa: E402
 from tests.builders import MemberKeys, make_record  # noqa: E402
 
@@ -59,7 +60,7 @@ async def run(config: NodeConfig) -> None:
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
     await runner.setup()
-    await web.TCPSite(runner, config.host, config.port).start()
+    await web.TCPSite(runner, config.host, config.port, ssl_context=get_server_ssl_context(app)).start()
     chain = app[CHAIN]
 
     async def on_blocks(results: Sequence[AddResult], source: Any) -> None:
@@ -85,7 +86,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.port} %(name)s %(message)s")
     config = NodeConfig(data_dir=Path(args.data_dir), port=args.port, genesis_path=Path(args.genesis),
-                        peers=tuple(args.peer), plugin="none", outbound_peers=0, log_level=args.log_level)
+                        peers=tuple(args.peer), plugin="none", outbound_peers=0, log_level=args.log_level,
+                        tls=os.environ.get("P2P_WORKER_TLS", "1") != "0")
     asyncio.run(run(config))
 
 

@@ -9,6 +9,8 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from harness.util import OWN_NODE_TLS
+
 MAX_PAGE = 100
 
 
@@ -36,7 +38,7 @@ def request_json(url: str, data: bytes | None = None, headers: Mapping[str, str]
                  timeout: float = 30) -> Any:
     request = urllib.request.Request(url, data=data, headers=dict(headers or {}), method="POST" if data is not None else "GET")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=OWN_NODE_TLS) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as error:
         raise ApiFailure(error.code, error.read().decode(errors="replace")) from error

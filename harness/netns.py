@@ -70,7 +70,7 @@ class Host:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}:{NODE_PORT}"
+        return f"https://{self.address}:{NODE_PORT}"
 
 
 @dataclass

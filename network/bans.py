@@ -43,13 +43,14 @@ class BanList:
         self.duration_s = duration_s
         self.bans: OrderedDict[str, Ban] = OrderedDict()
 
-    def ban(self, reason: str, member_id: bytes | None = None, host: str | None = None) -> list[str]:
+    def ban(self, reason: str, member_id: bytes | None = None, host: str | None = None,
+            duration_s: float | None = None) -> list[str]:
         keys = []
         if member_id is not None:
             keys.append(member_key(member_id))
         if host is not None and host not in self.exempt_hosts:
             keys.append(address_key(host))
-        until = self.clock() + self.duration_s
+        until = self.clock() + (self.duration_s if duration_s is None else min(duration_s, self.duration_s))
         for key in keys:
             self.bans[key] = Ban(key, reason, until)
             self.bans.move_to_end(key)
@@ -66,6 +67,9 @@ class BanList:
                 return ban
             del self.bans[key]
         return None
+
+    def is_exempt(self, host: str) -> bool:
+        return host in self.exempt_hosts
 
     def is_banned(self, member_id: bytes | None = None, host: str | None = None) -> bool:
         return self.get_ban(member_id, host) is not None

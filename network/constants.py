@@ -7,8 +7,8 @@ reviewer can see at a glance what a peer may make this node do.
 from __future__ import annotations
 
 # --- protocol -------------------------------------------------------------
-PROTOCOL_VERSION = 1
-MIN_PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: auth signature covers the TLS certificates
+MIN_PROTOCOL_VERSION = 2
 P2P_PATH = "/p2p"
 USER_AGENT = "lungledger/0.1"
 MAX_USER_AGENT_CHARS = 64
@@ -45,7 +45,7 @@ MAX_KNOWN_INVENTORY = 5000  # hashes remembered per peer as already known to it
 MAX_REJECTED_HASHES = 10_000  # blocks remembered as invalid
 
 # --- timeouts (seconds) ---------------------------------------------------
-HANDSHAKE_TIMEOUT_S = 10.0
+HANDSHAKE_TIMEOUT_S = 5.0  # from the WebSocket upgrade to a verified auth; longer counts as an idle handshake
 REQUEST_TIMEOUT_S = 30.0  # headers / blocks replies
 PING_INTERVAL_S = 30.0
 PING_TIMEOUT_S = 20.0
@@ -54,17 +54,51 @@ TICK_INTERVAL_S = 1.0  # request-timeout and reconnect housekeeping
 SEND_TIMEOUT_S = 10.0
 SHUTDOWN_GRACE_S = 2.0  # for sessions to close cleanly on stop
 
+# --- per-peer, per-message-type rate limits (token buckets, as Chia's rate limiter) ---
+# (messages per second, burst). Far above what an honest peer sends (sync of
+# 20,000 blocks runs at ~600 blocks/s: ~10 `blocks` and `get_blocks` a second);
+# messages past the limit are dropped, and a peer that keeps at it is
+# disconnected and refused for FLOOD_BAN_MIN_S, doubling on each repeat.
+MESSAGE_RATE_LIMITS: dict[str, tuple[float, float]] = {
+    "announce": (100.0, 400.0),
+    "get_headers": (20.0, 40.0),
+    "headers": (20.0, 40.0),
+    "get_blocks": (100.0, 200.0),
+    "blocks": (200.0, 400.0),
+    "not_found": (50.0, 200.0),
+    "get_peers": (1.0, 10.0),
+    "peers": (1.0, 10.0),
+    "ping": (2.0, 10.0),
+    "pong": (2.0, 10.0),
+}
+DEFAULT_MESSAGE_RATE = (10.0, 20.0)  # any type not listed (hello/auth after the handshake are violations anyway)
+MAX_THROTTLED_MESSAGES = 100  # dropped messages in one session before the peer is disconnected
+FLOOD_BAN_MIN_S = 60.0  # first refusal after flooding; doubles per repeat, up to BAN_DURATION_S
+
 # --- peers, discovery and bans ---------------------------------------------
 DEFAULT_MAX_PEERS = 16
 DEFAULT_OUTBOUND_PEERS = 8
-MAX_HANDSHAKING = 8  # connections still in the handshake at once
+# Pre-handshake limits (inbound links still in the handshake; our own dials are never limited by them).
+MAX_HANDSHAKING = 8  # any address
+RESERVED_MEMBER_HANDSHAKES = 4  # more, only for addresses members were seen at (bootstrap, learned, connected)
+MAX_HANDSHAKES_PER_ADDRESS = 2  # at once, from one address (the node's own hosts exempt)
+MAX_IDLE_HANDSHAKES = 3  # handshakes from one address that ran past the deadline before a ban...
+IDLE_HANDSHAKE_BAN_S = 10 * 60  # ...of the address (never a member id: nothing was authenticated)
 MAX_KNOWN_ADDRESSES = 1024
 GET_PEERS_INTERVAL_S = 60.0
 RECONNECT_BACKOFF_MIN_S = 0.5
 RECONNECT_BACKOFF_MAX_S = 60.0
+RECONNECT_BOOTSTRAP_BACKOFF_MAX_S = 4.0  # members we keep connected are redialed promptly after an outage
 BAN_DURATION_S = 24 * 60 * 60
 MAX_BANS = 10_000
 
 # Consensus rejections that are not the sending peer's fault: a block up to
 # two hours "too new" may come from an honest clock that is a little ahead.
 NOT_PEER_FAULT_CODES = frozenset({"time-too-new"})
+
+# Rejections about what the block hash does not commit to (the miner's signature,
+# the body's size, the records against the Merkle root): anyone can make such a
+# "mutated" copy of a valid block, so they ban the peer that sent it but never mark
+# the hash invalid (Bitcoin Core's BLOCK_MUTATED), and the block is fetched again
+# from another peer.
+MUTATED_BLOCK_CODES = frozenset({"bad-signature", "bad-merkle", "block-too-large", "empty-block"})

@@ -3,7 +3,9 @@
 Bootstrap addresses (config or command line) are kept connected for good;
 addresses learned from members (`peers` messages) are dialed while we have
 fewer outbound connections than the target. Every failed dial doubles that
-address's wait, from RECONNECT_BACKOFF_MIN_S up to RECONNECT_BACKOFF_MAX_S.
+address's wait, from RECONNECT_BACKOFF_MIN_S up to RECONNECT_BACKOFF_MAX_S
+(RECONNECT_BOOTSTRAP_BACKOFF_MAX_S for bootstrap members, so that a member
+comes back within seconds once an outage or an attack ends).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from network.constants import MAX_KNOWN_ADDRESSES, MAX_PEERS_PER_MESSAGE, RECONNECT_BACKOFF_MAX_S, RECONNECT_BACKOFF_MIN_S
+from network.constants import (
+    MAX_KNOWN_ADDRESSES, MAX_PEERS_PER_MESSAGE, RECONNECT_BACKOFF_MAX_S, RECONNECT_BACKOFF_MIN_S,
+    RECONNECT_BOOTSTRAP_BACKOFF_MAX_S,
+)
 from network.messages import PeerAddress, Peers
 from network.peer import Peer
 
@@ -32,9 +37,10 @@ class Backoff:
     delay_s: float = RECONNECT_BACKOFF_MIN_S
     next_attempt: float = 0.0
 
-    def on_failure(self, now: float) -> None:
+    def on_failure(self, now: float, max_delay_s: float = RECONNECT_BACKOFF_MAX_S) -> None:
+        self.delay_s = min(self.delay_s, max_delay_s)
         self.next_attempt = now + self.delay_s
-        self.delay_s = min(self.delay_s * 2, RECONNECT_BACKOFF_MAX_S)
+        self.delay_s = min(self.delay_s * 2, max_delay_s)
 
     def on_success(self) -> None:
         self.delay_s = RECONNECT_BACKOFF_MIN_S
@@ -72,7 +78,12 @@ class AddressBook:
         return backoff is None or backoff.next_attempt <= self.clock()
 
     def on_dial_failed(self, address: Address) -> None:
-        self.backoff.setdefault(address, Backoff()).on_failure(self.clock())
+        limit = RECONNECT_BOOTSTRAP_BACKOFF_MAX_S if address in self.bootstrap else RECONNECT_BACKOFF_MAX_S
+        self.backoff.setdefault(address, Backoff()).on_failure(self.clock(), limit)
+
+    def get_member_hosts(self) -> set[str]:
+        """Hosts that members were configured or announced at."""
+        return {host for host, _ in self.bootstrap} | {host for host, _ in self.learned.values()}
 
     def on_dial_succeeded(self, address: Address) -> None:
         self.backoff.setdefault(address, Backoff()).on_success()

@@ -31,3 +31,7 @@ class OversizedFrame(ProtocolViolation):
 
 class PeerGone(Exception):
     """Close the session without banning (timeout, duplicate, shutdown, refused)."""
+
+
+class HandshakeTimeout(PeerGone):
+    """The handshake ran past its deadline (an idle handshake, counted against the address)."""

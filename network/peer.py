@@ -22,6 +22,7 @@ from network.constants import (
 )
 from network.errors import MalformedFrame, OversizedFrame, PeerGone
 from network.messages import Hello, Message
+from network.ratelimit import MessageRateLimiter
 
 Direction = Literal["inbound", "outbound"]
 CLOSED_TYPES = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
@@ -91,6 +92,8 @@ class Peer:
         self.ping_sent_at = time.monotonic()
         self.ping_ms: float | None = None
         self.closing: str | None = None
+        self.channel_bound = False  # set when TLS proves the link is this member's end to end
+        self.limiter = MessageRateLimiter(self.connected_at)
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=MAX_SEND_QUEUE_FRAMES)
         self.queued_bytes = 0
 

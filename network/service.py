@@ -29,7 +29,6 @@ from network.constants import (
     DEFAULT_OUTBOUND_PEERS,
     GET_PEERS_INTERVAL_S,
     MAX_FRAME_BYTES,
-    MAX_HANDSHAKING,
     P2P_PATH,
     PING_INTERVAL_S,
     PING_TIMEOUT_S,
@@ -37,14 +36,17 @@ from network.constants import (
     TICK_INTERVAL_S,
 )
 from network.discovery import Address, AddressBook, make_peers_message, parse_address
-from network.errors import PeerGone, ProtocolViolation
+from network.admission import HandshakeAdmission
+from network.errors import HandshakeTimeout, PeerGone, ProtocolViolation
 from network.gossip import Gossip
-from network.handshake import LocalIdentity, perform_handshake
+from network.handshake import UNBOUND, ChannelBinding, LocalIdentity, perform_handshake
 from network.messages import (
     Announce, Auth, Blocks, GetBlocks, GetHeaders, GetPeers, Headers, Hello, Message, NotFound, Peers, Ping, Pong,
 )
 from network.peer import Direction, FrameChannel, Peer
+from network.ratelimit import compute_flood_ban_s
 from network.sync import BlockSync
+from network.tls import P2P_SERVER_NAME, NodeTls, TlsIdentityError
 
 log = logging.getLogger("lungledger.net")
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
@@ -58,6 +60,7 @@ class NetworkSettings:
     bootstrap: tuple[str, ...] = ()
     max_peers: int = DEFAULT_MAX_PEERS
     outbound_peers: int = DEFAULT_OUTBOUND_PEERS
+    tls: NodeTls | None = None  # None: plain WebSockets, sessions not channel-bound (development only)
 
 
 class PeerNetwork:
@@ -77,7 +80,8 @@ class PeerNetwork:
             self.book.add_bootstrap(parse_address(text))
         self.bootstrap_members: dict[Address, bytes] = {}
         self.dialing: set[Address] = set()
-        self.handshaking = 0
+        self.flood_offences: dict[bytes, int] = {}  # member id -> floods so far (the back-off doubles per repeat)
+        self.admission = HandshakeAdmission(self.bans, self.book.get_member_hosts)
         self.sync = BlockSync(backend, self.get_peers, self.punish)
         self.gossip = Gossip(backend, self.get_peers)
         self.frames_sent_closed = 0
@@ -141,12 +145,27 @@ class PeerNetwork:
         ban = self.bans.get_ban(host=host)
         if ban is not None:
             raise web.HTTPForbidden(text=f"banned: {ban.reason}")
-        if len(self.peers) >= self.settings.max_peers or self.handshaking >= MAX_HANDSHAKING:
+        if len(self.peers) >= self.settings.max_peers:
             raise web.HTTPServiceUnavailable(text="no free peer slots")
+        refusal = self.admission.get_refusal(host)
+        if refusal is not None:
+            raise web.HTTPServiceUnavailable(text=refusal)
+        binding = self._get_inbound_binding(request)
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
         await ws.prepare(request)
-        await self._run_connection(FrameChannel(ws), "inbound", host, None)
+        await self._run_connection(FrameChannel(ws), "inbound", host, None, binding)
         return ws
+
+    def _get_inbound_binding(self, request: web.Request) -> ChannelBinding:
+        """With TLS on, only links showing a member-certified certificate may become peers."""
+        tls = self.settings.tls
+        if tls is None:
+            return UNBOUND
+        transport = request.transport
+        try:
+            return tls.get_binding(transport.get_extra_info("ssl_object") if transport is not None else None)
+        except TlsIdentityError as error:
+            raise web.HTTPForbidden(text=str(error)) from error
 
     async def connect(self, host: str, port: int, persistent: bool = False) -> Peer | None:
         """Dial a peer; return its session once the handshake is done (None on failure)."""
@@ -160,20 +179,35 @@ class PeerNetwork:
         self.dialing.add(address)
         ready: asyncio.Future[Peer | None] = asyncio.get_running_loop().create_future()
         try:
-            url = f"http://{address[0]}:{address[1]}{P2P_PATH}"
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                ws = await self.client.ws_connect(url, max_msg_size=MAX_FRAME_BYTES, autoping=True)
-        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                ws, binding = await self._open_websocket(self.client, address)
+        except (aiohttp.ClientError, OSError, TimeoutError, TlsIdentityError) as error:
             self.dialing.discard(address)
             self.book.on_dial_failed(address)
             log.debug("dial %s:%d failed: %s", address[0], address[1], error)
             return None
-        self._spawn(self._run_connection(FrameChannel(ws), "outbound", address[0], address, ready), "p2p-session")
+        self._spawn(self._run_connection(FrameChannel(ws), "outbound", address[0], address, binding, ready),
+                    "p2p-session")
         return await ready
 
-    async def _run_connection(self, channel: FrameChannel, direction: Direction, host: str,
-                              dialed: Address | None, ready: asyncio.Future[Peer | None] | None = None) -> None:
-        peer = await self._open_session(channel, direction, host, dialed)
+    async def _open_websocket(self, client: aiohttp.ClientSession,
+                              address: Address) -> tuple[aiohttp.ClientWebSocketResponse, ChannelBinding]:
+        tls = self.settings.tls
+        host = f"[{address[0]}]" if ":" in address[0] else address[0]
+        if tls is None:
+            url = f"ws://{host}:{address[1]}{P2P_PATH}"
+            return await client.ws_connect(url, max_msg_size=MAX_FRAME_BYTES, autoping=True), UNBOUND
+        ws = await client.ws_connect(f"wss://{host}:{address[1]}{P2P_PATH}", max_msg_size=MAX_FRAME_BYTES,
+                                     autoping=True, ssl=tls.client_context, server_hostname=P2P_SERVER_NAME)
+        try:
+            return ws, tls.get_binding(ws.get_extra_info("ssl_object"))
+        except TlsIdentityError:
+            await ws.close()
+            raise
+
+    async def _run_connection(self, channel: FrameChannel, direction: Direction, host: str, dialed: Address | None,
+                              binding: ChannelBinding, ready: asyncio.Future[Peer | None] | None = None) -> None:
+        peer = await self._open_session(channel, direction, host, dialed, binding)
         if ready is not None and not ready.done():
             ready.set_result(peer)
         if peer is None:
@@ -182,17 +216,26 @@ class PeerNetwork:
         await self._serve(peer)
 
     async def _open_session(self, channel: FrameChannel, direction: Direction, host: str,
-                            dialed: Address | None) -> Peer | None:
-        self.handshaking += 1
+                            dialed: Address | None, binding: ChannelBinding) -> Peer | None:
+        if direction == "inbound":
+            self.admission.on_started(host)
         try:
-            hello = await perform_handshake(channel, self.local, self.backend.height)
+            hello = await perform_handshake(channel, self.local, self.backend.height, binding)
             if dialed is not None:
                 self.bootstrap_members[dialed] = hello.member_id
             name = self.backend.params.members_by_id[hello.member_id].name
             peer = Peer(channel, hello, direction, host, name, dialed[1] if dialed else None)
+            peer.channel_bound = binding.is_bound
             self._register(peer)
         except ProtocolViolation as violation:
             self._ban_unauthenticated(host, violation)
+            return None
+        except HandshakeTimeout:
+            if direction == "inbound":
+                self.admission.on_idle(host)
+            log.info("peer %s: handshake timed out", host)
+            if dialed is not None:
+                self.book.on_dial_failed(dialed)
             return None
         except PeerGone as gone:
             log.info("peer %s refused during handshake: %s", host, gone)
@@ -200,11 +243,13 @@ class PeerNetwork:
                 self.book.on_dial_failed(dialed)
             return None
         finally:
-            self.handshaking -= 1
+            if direction == "inbound":
+                self.admission.on_ended(host)
             if dialed is not None:
                 self.dialing.discard(dialed)
         if dialed is not None:
             self.book.on_dial_succeeded(dialed)
+        self.admission.on_authenticated(host)
         return peer
 
     def _register(self, peer: Peer) -> None:
@@ -235,7 +280,8 @@ class PeerNetwork:
         try:
             while peer.closing is None:
                 message = await peer.channel.receive_message()
-                await self.handlers[type(message)](peer, message)
+                if self._is_within_rate(peer, message):
+                    await self.handlers[type(message)](peer, message)
         except ProtocolViolation as violation:
             self.punish(peer.member_id, violation.reason, violation.detail)
         except PeerGone as gone:
@@ -261,15 +307,45 @@ class PeerNetwork:
 
     # ------------------------------------------------------------ bans
     def punish(self, member_id: bytes, reason: str, detail: str = "") -> None:
-        """Ban a member (and its address) for misbehaviour, and disconnect it."""
+        """Ban a member (and its address) for misbehaviour, and disconnect it.
+
+        The member id is banned only when the session is proven to be that
+        member's end to end (TLS certified by its key); otherwise, as a relay
+        could have made it, only the address is.
+        """
         peer = self.peers.get(member_id)
         host = peer.host if peer is not None else None
-        self.bans.ban(reason, member_id=member_id, host=host)
+        bound = peer.channel_bound if peer is not None else self.settings.tls is not None
+        self.bans.ban(reason, member_id=member_id if bound else None, host=host)
         for listener in self.ban_listeners:
             listener(reason)
         log.warning("banned peer %s (%s) reason=%s %s", member_id.hex()[:8], host or "not connected", reason, detail)
         if peer is not None:
             peer.close(f"banned: {reason}")
+
+    def _is_within_rate(self, peer: Peer, message: Message) -> bool:
+        """Drop what is past the peer's rate for its type; a peer that keeps flooding is cut off for a while."""
+        if peer.limiter.allow(message.TYPE, time.monotonic()):
+            return True
+        if peer.limiter.throttled == 1:
+            log.warning("throttling peer %s %s: %s messages past their rate", peer.member_id.hex()[:8], peer.name,
+                        message.TYPE)
+        if peer.limiter.is_flooding and peer.closing is None:
+            self._on_flood(peer, message.TYPE)
+        return False
+
+    def _on_flood(self, peer: Peer, message_type: str) -> None:
+        offences = self.flood_offences.get(peer.member_id, 0) + 1
+        self.flood_offences[peer.member_id] = offences
+        duration = compute_flood_ban_s(offences)
+        reason = f"flooding:{message_type}"
+        self.bans.ban(reason, member_id=peer.member_id if peer.channel_bound else None, host=peer.host,
+                      duration_s=duration)
+        for listener in self.ban_listeners:
+            listener(reason)
+        log.warning("disconnected peer %s %s for flooding %s (offence %d): refused for %.0f s",
+                    peer.member_id.hex()[:8], peer.name, message_type, offences, duration)
+        peer.close(f"flooding {message_type}")
 
     def _ban_unauthenticated(self, host: str, violation: ProtocolViolation) -> None:
         keys = self.bans.ban(violation.reason, host=host)

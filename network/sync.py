@@ -38,6 +38,7 @@ from network.constants import (
     MAX_ORPHAN_BLOCKS,
     MAX_REJECTED_HASHES,
     MAX_UNCONNECTING_HEADERS,
+    MUTATED_BLOCK_CODES,
     NOT_PEER_FAULT_CODES,
     REQUEST_TIMEOUT_S,
 )
@@ -350,6 +351,9 @@ class BlockSync:
     def _on_invalid(self, item: Received, result: ConnectResult, rest: list[Received]) -> None:
         error = result.error
         code = error.code if error is not None else "invalid"
+        if code in MUTATED_BLOCK_CODES:
+            self._on_mutated(item, code, rest)
+            return
         block_hash = item.block.block_hash
         dropped = [block_hash, *(r.block.block_hash for r in rest), *self.tree.remove_descendants(block_hash)]
         self.tree.remove(block_hash)
@@ -364,3 +368,30 @@ class BlockSync:
         while len(self.rejected) > MAX_REJECTED_HASHES:
             self.rejected.popitem(last=False)
         self.punish(item.source, f"invalid-block:{code}")
+
+    def _on_mutated(self, item: Received, code: str, rest: list[Received]) -> None:
+        """A copy whose body or signature does not match its header: blame the sender, not the hash.
+
+        The header (and its descendants) stay wanted; the genuine block is fetched
+        from another peer that has it, and nothing is remembered as invalid.
+        """
+        block_hash = item.block.block_hash
+        for waiting in rest:
+            self.received[waiting.block.block_hash] = waiting
+        self.tree.remove_source(block_hash, item.source)
+        if block_hash in self.tree:
+            self.tree.requeue([block_hash])
+        log.warning("mutated copy of block %s from %s (%s): fetching it from another peer", block_hash.hex()[:16],
+                    item.source.hex()[:8], code)
+        self.punish(item.source, f"mutated-block:{code}")
+        self._refetch_elsewhere(block_hash, item.source)
+        self.schedule()
+
+    def _refetch_elsewhere(self, block_hash: bytes, bad_source: bytes) -> None:
+        """Every other peer that announced (or was told of) the hash becomes a source for it."""
+        others = [p for p in self.get_peers() if p.member_id != bad_source and p.closing is None and p.knows(block_hash)]
+        if block_hash in self.tree:
+            for peer in others:
+                self.tree.add_source(block_hash, peer.member_id)
+        elif others and block_hash not in self.in_flight:
+            self.request_blocks(others[0], [block_hash])

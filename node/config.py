@@ -25,6 +25,9 @@ class NodeConfig:
     log_level: str = "INFO"
     outbound_peers: int = 8  # outbound connections kept (bootstrap peers always; 0 = bootstrap peers only)
     hospital: dict[str, Any] = field(default_factory=dict)  # DICOM/PACS/FHIR section: node.hospital.config
+    tls: bool = True  # HTTPS for the API and mutual TLS for peer links; false only for development
+    tls_cert: Path | None = None  # operator certificate (PEM) shown to browsers; default: the node's own
+    tls_key: Path | None = None  # its private key (PEM), if not in tls_cert
 
     @property
     def resolved_genesis_path(self) -> Path:
@@ -36,7 +39,7 @@ class NodeConfig:
 
     @property
     def public_url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/"
 
     @classmethod
     def from_json_file(cls, path: Path, **overrides: Any) -> NodeConfig:
@@ -47,7 +50,7 @@ class NodeConfig:
         if unknown:
             raise ValueError(f"unknown config keys in {path}: {sorted(unknown)}")
         data.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("data_dir", "genesis_path", "models_dir"):
+        for key in ("data_dir", "genesis_path", "models_dir", "tls_cert", "tls_key"):
             if data.get(key) is not None:
                 data[key] = Path(data[key])
         data["peers"] = tuple(data.get("peers", ()))

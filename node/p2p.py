@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import logging
 import os
 import time
@@ -26,10 +27,12 @@ from consensus.types import Block, ChainParams
 from network.backend import AcceptedBlock, AcceptListener, ConnectResult
 from network.constants import P2P_PATH
 from network.service import NetworkSettings, PeerNetwork
+from network.tls import NodeTls, build_node_tls, compute_fingerprint
 from node.chain import ChainService
 from node.store import AddResult, DuplicateBlock, MissingParent
 
 NETWORK = web.AppKey("network", PeerNetwork)
+TLS: web.AppKey[NodeTls | None] = web.AppKey("tls")
 log = logging.getLogger("lungledger.net")
 
 
@@ -130,7 +133,8 @@ async def p2p_context(app: web.Application) -> AsyncIterator[None]:
     from node.metrics import METRICS
 
     config, identity = app[CONFIG], app[IDENTITY]
-    settings = NetworkSettings(config.host, config.port, tuple(config.peers), config.max_peers, config.outbound_peers)
+    settings = NetworkSettings(config.host, config.port, tuple(config.peers), config.max_peers, config.outbound_peers,
+                               app[TLS])
     backend = ChainServiceBackend(app[CHAIN], app[GENESIS].chain_id)
     network = PeerNetwork(backend, identity.private_key, identity.member_id, settings)
     app[NETWORK] = network
@@ -157,8 +161,31 @@ def get_peer_summaries(app: web.Application) -> list[dict[str, Any]]:
     return [] if network is None else network.get_peer_summaries()
 
 
+def get_server_ssl_context(app: web.Application) -> ssl.SSLContext | None:
+    """What the listening socket must be served with (``web.TCPSite(..., ssl_context=...)``); None: plain HTTP."""
+    tls = app.get(TLS)
+    return None if tls is None else tls.server_context
+
+
+def setup_tls(app: web.Application) -> None:
+    """A fresh TLS key and a certificate certified by the member key, when the config asks for TLS."""
+    from node.app import CONFIG, GENESIS, IDENTITY
+
+    config, identity = app[CONFIG], app[IDENTITY]
+    if not config.tls:
+        log.warning("TLS is off: plain HTTP and unencrypted peer links (development only)")
+        app[TLS] = None
+        return
+    tls = build_node_tls(identity.private_key, identity.member_id, app[GENESIS].params.members, config.tls_cert,
+                         config.tls_key)
+    log.info("TLS certificate (certified by member %s) SHA-256 %s", identity.member_id.hex()[:8],
+             compute_fingerprint(tls.certificate_der))
+    app[TLS] = tls
+
+
 def setup_p2p(app: web.Application) -> None:
-    """Attach the peer network: the /p2p WebSocket route and its cleanup context."""
+    """Attach the peer network: TLS, the /p2p WebSocket route and its cleanup context."""
+    setup_tls(app)
     app.router.add_get(P2P_PATH, handle_p2p)
     app.cleanup_ctx.append(p2p_context)
     app.on_shutdown.append(close_peers)

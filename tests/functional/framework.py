@@ -32,7 +32,8 @@ from harness.util import free_port, wait_until_async
 from consensus.types import Block, DiagnosisRecord, Member
 from network.codec import decode_message, encode_message
 from network.constants import MAX_FRAME_BYTES, P2P_PATH
-from network.handshake import LocalIdentity, compute_handshake_message, make_hello
+from network.handshake import UNBOUND, ChannelBinding, LocalIdentity, compute_handshake_message, make_hello
+from network.tls import P2P_SERVER_NAME, NodeTls, build_node_tls
 from network.messages import Auth, Hello, Message
 from network.service import PeerNetwork
 from node.app import CHAIN, MINER, create_app
@@ -41,7 +42,7 @@ from node.config import NodeConfig
 from node.genesis import Genesis, build_genesis, write_genesis
 from node.identity import NodeIdentity, init_identity
 from node.miner import Miner
-from node.p2p import NETWORK
+from node.p2p import NETWORK, get_server_ssl_context
 from node.store import ChainStore
 from tests.builders import MemberKeys, make_record
 
@@ -104,7 +105,12 @@ class TestNode:
         self.app = create_app(self.config)
         self.runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=2.0)
         await self.runner.setup()
-        await web.TCPSite(self.runner, self.config.host, self.config.port).start()
+        await web.TCPSite(self.runner, self.config.host, self.config.port,
+                          ssl_context=get_server_ssl_context(self.app)).start()
+
+    @property
+    def base_url(self) -> str:
+        return self.config.public_url.rstrip("/")
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -216,24 +222,38 @@ class FakePeer:
     address ban of the fake peer does not hit the honest nodes on 127.0.0.1.
     """
 
-    def __init__(self, member: MemberKeys, genesis: Genesis, local_host: str = "127.0.0.1") -> None:
+    def __init__(self, member: MemberKeys, genesis: Genesis, local_host: str = "127.0.0.1",
+                 tls: NodeTls | None = None) -> None:
+        """``tls``: the client side of the link (default: a certificate certified by ``member``'s key)."""
         self.member = member
         self.genesis = genesis
         self.local_host = local_host
+        self.tls = tls or build_node_tls(member.key, member.member_id, genesis.params.members)
+        self.binding: ChannelBinding = UNBOUND
         self.session: aiohttp.ClientSession | None = None
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.received: list[Message] = []
 
     async def open(self, node: TestNode) -> int:
-        """Open the WebSocket; return the HTTP status (101 when upgraded)."""
+        """Open the WebSocket (over TLS when the node serves it).
+
+        Returns the HTTP status (101 when upgraded), or 0 when TLS refused the link.
+        """
         connector = aiohttp.TCPConnector(local_addr=(self.local_host, 0))
         self.session = aiohttp.ClientSession(connector=connector)
+        scheme = "wss" if node.config.tls else "ws"
         try:
-            self.ws = await self.session.ws_connect(f"http://{node.config.host}:{node.port}{P2P_PATH}",
-                                                    max_msg_size=4 * MAX_FRAME_BYTES)
+            self.ws = await self.session.ws_connect(f"{scheme}://{node.config.host}:{node.port}{P2P_PATH}",
+                                                    max_msg_size=4 * MAX_FRAME_BYTES, ssl=self.tls.client_context,
+                                                    server_hostname=P2P_SERVER_NAME if node.config.tls else None)
         except aiohttp.WSServerHandshakeError as error:
             await self.session.close()
             return error.status
+        except (aiohttp.ClientError, OSError):
+            await self.session.close()
+            return 0  # refused below HTTP: TLS did not accept our certificate
+        if node.config.tls:
+            self.binding = self.tls.get_binding(self.ws.get_extra_info("ssl_object"))
         return 101
 
     async def handshake(self) -> Hello:
@@ -241,7 +261,8 @@ class FakePeer:
         nonce = os.urandom(32)
         await self.send(make_hello(local, nonce, 0))
         hello = await self.receive(Hello)
-        signed = compute_handshake_message(local.chain_id, local.member_id, hello.member_id, nonce, hello.nonce)
+        signed = compute_handshake_message(local.chain_id, local.member_id, hello.member_id, nonce, hello.nonce,
+                                           self.binding.own_certificate_hash, self.binding.peer_certificate_hash)
         await self.send(Auth(sign(self.member.key, HANDSHAKE_DOMAIN, signed)))
         await self.receive(Auth)
         return hello

@@ -37,12 +37,12 @@ async def test_peers_and_foreign_records(tmp_path: Path) -> None:
     network.configure(0, plugin="mobilenetv2")
     await network.start()
     node0, node1 = network.nodes
-    url0, url1 = (f"http://127.0.0.1:{node.port}" for node in network.nodes)
+    url0, url1 = (node.base_url for node in network.nodes)
     token0 = (node0.config.data_dir / "api_token").read_text().strip()
     token1 = (node1.config.data_dir / "api_token").read_text().strip()
     try:
         await connect_nodes(node0, node1)
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:  # own nodes' HTTPS
             for url, other in ((url0, "Hospital 1"), (url1, "Hospital 0")):
                 status, peers = await get_json(session, f"{url}{API}/peers")
                 assert status == 200 and peers["count"] == 1

@@ -62,7 +62,7 @@ def test_relay_only_node_starts_fast_without_ml_libraries(data_dir: Path) -> Non
     process = subprocess.Popen([sys.executable, "run_node.py", "node", "--data-dir", str(data_dir), "--port", str(port),
                                 "--no-diagnostics"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        status = wait_for_node(f"http://127.0.0.1:{port}", process, START_LIMIT_S, "the relay-only node")
+        status = wait_for_node(f"https://127.0.0.1:{port}", process, START_LIMIT_S, "the relay-only node")
         assert status["height"] == 0
         print(f"relay-only node answered after {time.monotonic() - started:.2f} s")
     finally:

@@ -4,8 +4,9 @@ Plan:
 1. Two honest nodes (connected) and six extra genesis members used by fake
    peers, each connecting from its own loopback address (127.0.0.x).
 2. Before any handshake: garbage -> the address is banned and refused (403).
-3. A wrong handshake signature -> the address is banned, the impersonated
-   member is not.
+3. A TLS certificate not signed by the claimed member's key -> TLS refuses
+   the link; a member's certificate with a hello claiming another member ->
+   the address is banned (identity-mismatch), neither member is.
 4. After a valid handshake: garbage frame, oversized frame, a block with bad
    proof-of-work, a non-member's block, a block with a bad miner signature ->
    each fake member is banned with that reason and disconnected.
@@ -23,6 +24,7 @@ from consensus.pow import is_pow_valid
 from consensus.types import Block
 from network.constants import MAX_FRAME_BYTES
 from network.messages import Announce, Blocks, GetBlocks
+from network.tls import build_node_tls
 from tests.builders import MemberKeys, make_member, mine_block
 from tests.functional.framework import FakePeer, TestNetwork, TestNode, connect_nodes, sync_blocks, wait_for_records, wait_until
 
@@ -74,16 +76,23 @@ async def test_misbehaving_peers_are_banned_and_honest_nodes_converge(tmp_path: 
         await wait_until(lambda: bans.is_banned(host="127.0.0.2"), 10, "the garbage sender's address to be banned")
         assert await FakePeer(rogues[0], genesis, local_host="127.0.0.2").open(honest) == 403
 
-        # 3. claims rogue 0's member id but signs with another key
-        impostor = FakePeer(MemberKeys(make_member("x").key, rogues[0].member), genesis, local_host="127.0.0.3")
-        await impostor.open(honest)
+        # 3a. a TLS certificate claiming rogue 0 but signed with another key: TLS refuses it, nobody banned
+        forger = FakePeer(MemberKeys(make_member("x").key, rogues[0].member), genesis, local_host="127.0.0.3")
+        assert await forger.open(honest) == 0
+        assert not bans.is_banned(member_id=rogues[0].member_id)
+
+        # 3b. rogue 1's real certificate, a hello claiming rogue 0: the address is banned, neither member
+        impostor = FakePeer(rogues[0], genesis, local_host="127.0.0.4",
+                            tls=build_node_tls(rogues[1].key, rogues[1].member_id, genesis.params.members))
+        assert await impostor.open(honest) == 101
         try:
             await impostor.handshake()
         except (ConnectionError, TimeoutError):
             pass
         await impostor.close()
-        await wait_until(lambda: bans.is_banned(host="127.0.0.3"), 10, "the impostor's address to be banned")
-        assert not bans.is_banned(member_id=rogues[0].member_id)
+        await wait_until(lambda: bans.is_banned(host="127.0.0.4"), 10, "the impostor's address to be banned")
+        assert bans.get_ban(host="127.0.0.4").reason == "identity-mismatch"  # type: ignore[union-attr]
+        assert not bans.is_banned(member_id=rogues[0].member_id) and not bans.is_banned(member_id=rogues[1].member_id)
 
         # 4. authenticated misbehaviour, one fake member each
         cases = [
@@ -91,7 +100,7 @@ async def test_misbehaving_peers_are_banned_and_honest_nodes_converge(tmp_path: 
             ("oversized-frame", lambda fake: fake.send_raw(bytes(MAX_FRAME_BYTES + 1))),
             ("invalid-block:bad-pow", lambda fake: serve_block(fake, bad_pow_block(honest, fake.member))),
             ("invalid-block:unknown-member", lambda fake: serve_block(fake, non_member_block(honest, fake.member))),
-            ("invalid-block:bad-signature", lambda fake: serve_block(fake, bad_signature_block(honest, fake.member))),
+            ("mutated-block:bad-signature", lambda fake: serve_block(fake, bad_signature_block(honest, fake.member))),
         ]
         for number, (reason, misbehave) in enumerate(cases, start=1):
             fake = FakePeer(rogues[number], genesis, local_host=f"127.0.0.{10 + number}")

@@ -24,7 +24,7 @@ from node.genesis import load_genesis
 from node.identity import load_identity
 from node.store import ChainStore
 from tests.builders import MemberKeys, build_branch
-from harness.util import free_port, wait_until
+from harness.util import OWN_NODE_TLS, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 90.0
@@ -46,7 +46,7 @@ def start_testnet(data_root: Path, base_port: int) -> tuple[subprocess.Popen[str
 
 
 def get_json(port: int, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", timeout=5, context=OWN_NODE_TLS) as response:
         return json.loads(response.read())
 
 
@@ -76,7 +76,7 @@ def test_testnet_starts_stops_and_restarts_with_its_chain(tmp_path: Path) -> Non
     process, lines = start_testnet(tmp_path, base_port)
     try:
         tokens = [line.split("api token ")[1] for line in lines if "api token" in line]
-        assert f"http://127.0.0.1:{base_port}/" in "\n".join(lines) and len(tokens) == 2
+        assert f"https://127.0.0.1:{base_port}/" in "\n".join(lines) and len(tokens) == 2
         wait_until(lambda: all(get_json(base_port + i, "/api/v1/peers")["count"] == 1 for i in range(2)), 30,
                  "the two testnet nodes to connect")
     finally:

@@ -88,3 +88,16 @@ async def test_peer_that_does_not_read_is_closed_at_the_byte_limit() -> None:
         peer.send(reply)
     assert peer.closing == "send queue full (peer not reading)"
     assert peer.queued_bytes <= MAX_SEND_QUEUE_BYTES
+
+
+def test_bootstrap_members_are_redialed_within_seconds() -> None:
+    from network.constants import RECONNECT_BACKOFF_MAX_S, RECONNECT_BOOTSTRAP_BACKOFF_MAX_S
+
+    now = [0.0]
+    book = AddressBook(b"\x01" * 16, lambda member: True, clock=lambda: now[0])
+    book.add_bootstrap(("10.0.0.1", 8545))
+    for _ in range(20):
+        book.on_dial_failed(("10.0.0.1", 8545))
+        book.on_dial_failed(("10.0.0.2", 8545))
+    assert book.backoff[("10.0.0.1", 8545)].next_attempt <= RECONNECT_BOOTSTRAP_BACKOFF_MAX_S
+    assert book.backoff[("10.0.0.2", 8545)].delay_s == RECONNECT_BACKOFF_MAX_S

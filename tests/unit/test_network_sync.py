@@ -41,7 +41,7 @@ class RefusingBackend:
         return ConnectResult(accepted, blocks[1].block_hash, "invalid", ValidationError(self.code))
 
 
-@pytest.mark.parametrize("code, punished", [("bad-signature", True), ("time-too-new", False)])
+@pytest.mark.parametrize("code, punished", [("time-too-old", True), ("time-too-new", False)])
 async def test_refused_block_punishes_only_when_it_is_the_peers_fault(code: str, punished: bool) -> None:
     punishments: list[tuple[bytes, str]] = []
     sync = BlockSync(RefusingBackend(code), lambda: [], lambda member, reason: punishments.append((member, reason)))  # type: ignore[arg-type]
@@ -53,6 +53,20 @@ async def test_refused_block_punishes_only_when_it_is_the_peers_fault(code: str,
     assert len(sync.tree) == 0 and not sync.received
     assert (BLOCKS[1].block_hash in sync.rejected) is punished
     assert (BLOCKS[2].block_hash in sync.rejected) is punished
+
+
+@pytest.mark.parametrize("code", ["bad-signature", "bad-merkle", "empty-block", "block-too-large"])
+async def test_mutated_copy_punishes_the_sender_but_never_marks_the_hash(code: str) -> None:
+    punishments: list[tuple[bytes, str]] = []
+    sync = BlockSync(RefusingBackend(code), lambda: [], lambda member, reason: punishments.append((member, reason)))  # type: ignore[arg-type]
+    for block in BLOCKS:
+        sync.tree.add(block.header, SENDER)
+    await sync._connect([Received(block, SENDER) for block in BLOCKS])
+    assert punishments == [(SENDER, f"mutated-block:{code}")]
+    # The header stays wanted (from someone else), its child waits for it, nothing is remembered as invalid.
+    assert BLOCKS[1].block_hash in sync.tree and SENDER not in sync.tree.sources[BLOCKS[1].block_hash]
+    assert set(sync.received) == {BLOCKS[2].block_hash}
+    assert not sync.rejected
 
 
 class NullPeer:
