@@ -43,6 +43,8 @@ async def test_miner_abandons_work_when_the_tip_moves(tmp_path: Path) -> None:
         assert node.miner.abandoned >= 1
         block = node.store.get_block(node.store.best[2])
         assert node.store.best[1] == rival_block.block_hash and block.records[0].record_id == record.record_id
+        # The record is visible once the chain thread commits; the miner counts its block after add_blocks returns.
+        await wait_until_async(lambda: node.miner.blocks_mined >= 1, 30, "the miner to count its block")
         assert node.miner.blocks_mined == 1 and node.store.pending_count() == 0
         assert node.miner.mining_on is None and node.height == 2  # nothing pending: no empty block
     finally:
