@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class Record:
     label: int
     group: str
     other_findings: int | None = None
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,18 @@ class LoadedData:
     digest: str
 
 
+SHARED_ENV = "LUNGLEDGER_SHARED"
+
+
+def default_shared_dir() -> Path:
+    """``$LUNGLEDGER_SHARED`` when set, else ``../shared`` relative to the repository root."""
+    configured = os.environ.get(SHARED_ENV, "").strip()
+    return Path(configured).expanduser().resolve() if configured else (REPO_ROOT / ".." / "shared").resolve()
+
+
 def default_data_dir(modality: str) -> Path:
-    """``../shared/data/<modality>`` relative to the repository root."""
-    return (REPO_ROOT / ".." / "shared" / "data" / modality).resolve()
+    """``<shared>/data/<modality>`` (see :func:`default_shared_dir`)."""
+    return default_shared_dir() / "data" / modality
 
 
 def read_labels_csv(data_dir: Path) -> dict[str, dict[str, str]]:
@@ -98,6 +109,7 @@ def _make_record(relative: str, label: int, row: dict[str, str]) -> Record:
         label=label,
         group=group or f"file:{relative}",  # no group known: each image is its own group
         other_findings=int(other) if other.strip() else None,
+        source=row.get("source_dataset", "").strip(),
     )
 
 
