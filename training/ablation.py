@@ -52,9 +52,19 @@ class Folder:
     sources: list[str]
 
 
-def read_folder(modality: str) -> Folder:
+def read_folder(modality: str, limit: int = 0) -> Folder:
+    """Decode a training folder; ``limit`` keeps only the first ``limit`` images per (source, class) (tests)."""
     data_dir = default_data_dir(modality)
     records = list_records(data_dir)
+    if limit:
+        kept: dict[tuple[str, int], int] = {}
+        chosen = []
+        for record in records:
+            key = (record.source, record.label)
+            if kept.get(key, 0) < limit:
+                kept[key] = kept.get(key, 0) + 1
+                chosen.append(record)
+        records = chosen
     grays = [decode_image((data_dir / record.file).read_bytes(), modality).pixels for record in records]
     return Folder(records, grays, np.array([r.label for r in records]), [r.group for r in records],
                   [r.source or modality for r in records])

@@ -127,6 +127,15 @@ def load_data(data_dir: Path, modality: str, size: int, records: list[Record] | 
     return LoadedData(records=tuple(records), images=images, labels=labels, digest=digest.hexdigest())
 
 
+def compute_digest(data_dir: Path, records: list[Record] | tuple[Record, ...]) -> str:
+    """The folder digest :func:`load_data` computes, without decoding (SHA-256 over name, label, file hash)."""
+    digest = hashlib.sha256()
+    for record in records:
+        data = (Path(data_dir) / record.file).read_bytes()
+        digest.update(f"{record.file}\t{record.label}\t{hashlib.sha256(data).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
 def select(data: LoadedData, indices: np.ndarray) -> LoadedData:
     """A subset of loaded data (the digest is kept: it names the whole folder)."""
     indices = np.asarray(indices, dtype=np.int64)

@@ -33,7 +33,7 @@ def compute_sigmoid(values: np.ndarray) -> np.ndarray:
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float, sample_weight: np.ndarray | None = None,
-                 iterations: int = 30) -> LogisticHead:
+                 iterations: int = 15) -> LogisticHead:
     """L2-regularised logistic regression by Newton's method (IRLS) on standardised features.
 
     Classes are weighted n / (2 n_class) (as the Keras training did); ``l2`` is the
@@ -58,7 +58,7 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float, sample_wei
         hessian = (z * (weight * p * (1 - p))[:, None]).T @ z + np.diag(penalty + 1e-9)
         step = np.linalg.solve(hessian, gradient)
         beta -= step
-        if np.max(np.abs(step)) < 1e-7:
+        if np.max(np.abs(step)) < 1e-5:
             break
     weights = beta[:-1] / scale
     bias = float(beta[-1] - np.sum(beta[:-1] * mean / scale))
