@@ -10,15 +10,17 @@ Steps (8-bit throughout, chosen by the ablation in ``docs/MODELS.md``):
 1. round the decoded greyscale image to 8 bits and resize it to a fixed square
    (``size`` x ``size``) whatever the aspect ratio, so that image shape cannot
    be learned as a shortcut (PIL, bilinear with antialiasing);
-2. harmonise the intensities so that the picture no longer depends on the
-   source's window, level, gamma or bit depth. The default, ``equalize``, is a
-   global histogram equalisation: a 256-entry lookup table built from the
-   image's own cumulative histogram. Any monotonic change of the grey levels
-   (another window, level, gamma, contrast) gives the same output up to
-   clipping and quantisation, which is exactly the look the models used to
-   learn instead of the disease. ``stretch`` (1st..99th percentile stretch,
-   the previous recipe) and ``match`` (histogram matching to a reference
-   cumulative histogram stored with the model) are kept for the ablation;
+2. harmonise the intensities to one canonical range. The shipped models use
+   ``stretch``: the image's own 1st..99th percentile range stretched to 0..255
+   (a 256-entry lookup table from the 8-bit histogram), which removes the
+   source's overall brightness, contrast and bit depth. Two alternatives were
+   measured in the ablation (``docs/MODELS.md``) and are kept for it:
+   ``equalize`` (global histogram equalisation: invariant to any monotonic
+   window/gamma change, but it amplifies noise in the dark lung fields and
+   lost on held-out and changed-look CT) and ``match`` (histogram matching to
+   a reference cumulative histogram of the training images). What the model
+   must not learn from the source's look (noise, blur, resolution, JPEG,
+   window, gamma) is randomised in training (``training.look``);
 3. replicate the grey channel to three channels (ImageNet backbone).
 
 The cost is one uint8 resize, one 256-bin histogram and one table lookup.
@@ -34,8 +36,8 @@ from PIL import Image
 INPUT_SIZE = 224
 LOW_PERCENTILE = 1.0
 HIGH_PERCENTILE = 99.0
-HARMONISATIONS = ("equalize", "stretch", "match")
-DEFAULT_HARMONISATION = "equalize"
+HARMONISATIONS = ("stretch", "equalize", "match")
+DEFAULT_HARMONISATION = "stretch"
 
 
 def to_uint8(gray: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from diagnostics.imaging import decode_image
-from diagnostics.preprocessing import to_model_input
+from diagnostics.preprocessing import DEFAULT_HARMONISATION, to_model_input
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASS_NAMES = ("normal", "cancer")  # index = label: 0 normal, 1 cancer
@@ -113,7 +113,8 @@ def _make_record(relative: str, label: int, row: dict[str, str]) -> Record:
     )
 
 
-def load_data(data_dir: Path, modality: str, size: int, records: list[Record] | None = None) -> LoadedData:
+def load_data(data_dir: Path, modality: str, size: int, records: list[Record] | None = None,
+              harmonisation: str = DEFAULT_HARMONISATION) -> LoadedData:
     """Decode and preprocess every record; the digest covers names, labels and bytes."""
     data_dir = Path(data_dir)
     records = list_records(data_dir) if records is None else records
@@ -122,7 +123,7 @@ def load_data(data_dir: Path, modality: str, size: int, records: list[Record] | 
     for index, record in enumerate(records):
         data = (data_dir / record.file).read_bytes()
         digest.update(f"{record.file}\t{record.label}\t{hashlib.sha256(data).hexdigest()}\n".encode())
-        images[index] = to_model_input(decode_image(data, modality).pixels, size)
+        images[index] = to_model_input(decode_image(data, modality).pixels, size, harmonisation)
     labels = np.array([record.label for record in records], dtype=np.int32)
     return LoadedData(records=tuple(records), images=images, labels=labels, digest=digest.hexdigest())
 

@@ -65,8 +65,22 @@ def read_mri_slice(path: Path) -> np.ndarray:
     return (values - values.min()) * (255.0 / max(float(np.ptp(values)), 1e-6))
 
 
+MAX_SIDE = 512
+
+
+def _shrink(gray: np.ndarray) -> np.ndarray:
+    """At most MAX_SIDE px on the longer side (the model sees 224 px anyway)."""
+    height, width = gray.shape
+    scale = MAX_SIDE / max(height, width)
+    if scale >= 1:
+        return gray
+    image = Image.fromarray(np.clip(gray, 0, 255).astype(np.float32), "F")
+    return np.asarray(image.resize((max(1, round(width * scale)), max(1, round(height * scale))),
+                                   Image.Resampling.BILINEAR), dtype=np.float32)
+
+
 def load_package_images() -> dict[str, np.ndarray]:
-    """name -> greyscale float32 image, for every listed file that is installed."""
+    """name -> greyscale float32 image (at most 512 px), for every listed file that is installed."""
     images: dict[str, np.ndarray] = {}
     for folder, names in ((skimage_data_dir(), SKIMAGE_FILES), (matplotlib_data_dir(), MATPLOTLIB_FILES)):
         if folder is None:
@@ -76,9 +90,9 @@ def load_package_images() -> dict[str, np.ndarray]:
             if not path.is_file():
                 continue
             if name.endswith(".ima.gz"):
-                images[name] = read_mri_slice(path)
+                images[name] = _shrink(read_mri_slice(path))
             else:
-                images[name] = to_gray(Image.open(io.BytesIO(path.read_bytes())))
+                images[name] = _shrink(to_gray(Image.open(io.BytesIO(path.read_bytes()))))
     return images
 
 

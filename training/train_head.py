@@ -3,8 +3,8 @@
 ``python -m training.train_head --modality ct`` (artefacts in ``models/<modality>``)
 
 1. Every image of the training folder is decoded and put through the node's own
-   ``diagnostics.preprocessing.to_model_input`` (8-bit resize + histogram
-   equalisation); the training side also gets ``--copies`` random new looks of
+   ``diagnostics.preprocessing.to_model_input`` (8-bit resize + percentile
+   stretch, the ablation's choice); the training side also gets ``--copies`` random new looks of
    each image (``training.look.vary_look``: window, gamma, resolution, blur,
    noise, JPEG, small geometry).
 2. Grouped three-way split (by ``series_block`` / ``patient_id``, stratified by
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from diagnostics.gate import GATE_CLASSES, GATE_FILE
-from diagnostics.preprocessing import DEFAULT_HARMONISATION, INPUT_SIZE, to_model_input
+from diagnostics.preprocessing import DEFAULT_HARMONISATION, HARMONISATIONS, INPUT_SIZE, to_model_input
 from training import card as card_module
 from training.ablation import NIH, JSRT, Folder, read_folder, split_by_source, split_three
 from training.data import REPO_ROOT, compute_digest, default_data_dir
@@ -75,8 +75,11 @@ def build_models(size: int) -> tuple[Any, Any, Any]:
     return exported, keras.Model(inputs, pooled), head
 
 
+HARMONISATION = [DEFAULT_HARMONISATION]  # set from --harmonisation before any image is prepared
+
+
 def tensors(grays: list[np.ndarray], size: int) -> np.ndarray:
-    return np.stack([to_model_input(g, size) for g in grays]).astype(np.float32)
+    return np.stack([to_model_input(g, size, HARMONISATION[0]) for g in grays]).astype(np.float32)
 
 
 def pooled_features(model: Any, grays: list[np.ndarray], size: int) -> np.ndarray:
@@ -184,9 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=INPUT_SIZE)
     parser.add_argument("--copies", type=int, default=3, help="random new looks per training image")
     parser.add_argument("--version", default="2.0.0")
+    parser.add_argument("--harmonisation", choices=HARMONISATIONS, default=DEFAULT_HARMONISATION)
     parser.add_argument("--limit", type=int, default=0, help="use only this many images per folder (tests)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.harmonisation == "match":
+        raise SystemExit("--harmonisation match is kept for the ablation only (no reference stored by this recipe)")
+    HARMONISATION[0] = args.harmonisation
     started = time.monotonic()
     modality, size = args.modality, args.size
     out_dir = Path(args.out).resolve() if args.out else REPO_ROOT / "models" / modality
@@ -342,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                   "seed": SEED, "counts": {name: int(len(idx)) for name, idx in split.items()},
                   "files": {name: [folder.records[i].file for i in idx] for name, idx in split.items()}},
         "hyperparameters": {"recipe": "training.train_head", "backbone": "MobileNetV2 alpha 0.35 ImageNet, frozen",
-                            "pooling": "global average", "harmonisation": DEFAULT_HARMONISATION,
+                            "pooling": "global average", "harmonisation": args.harmonisation,
                             "look_copies_per_training_image": args.copies, "horizontal_flip": flip,
                             "data_dir": os.path.relpath(default_data_dir(modality), REPO_ROOT)},
         "training": {"versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
