@@ -58,8 +58,8 @@ def resize_uint8(gray: np.ndarray, size: int) -> np.ndarray:
 
 def compute_percentiles(values: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
     """``np.percentile`` (linear method), from a 256-bin histogram when the pixels are 8-bit."""
-    as_bytes = values.astype(np.uint8)
-    if not np.array_equal(as_bytes, values):
+    as_bytes = values if values.dtype == np.uint8 else values.astype(np.uint8)
+    if as_bytes is not values and not np.array_equal(as_bytes, values):
         low, high = np.percentile(values, percentiles)
         return float(low), float(high)
     cumulative = np.cumsum(np.bincount(as_bytes.ravel(), minlength=256))

@@ -55,12 +55,13 @@ def diagnosis_code(plugin: object, images: object, risk: object = RISK) -> str:
     return caught.value.code
 
 
-def check_heatmap(png: bytes, data: bytes, modality: str) -> None:
+def check_heatmap(png: bytes, data: bytes, modality: str, grid: int) -> None:
+    """PNG/JPEG uploads get the CAM grid itself (the page stretches it over the image), DICOM 64 px."""
     heatmap = Image.open(io.BytesIO(png))
     height, width = decode_image(data, modality).pixels.shape
     assert heatmap.format == "PNG" and heatmap.mode == "RGBA"
-    assert max(heatmap.size) == HEATMAP_MAX_SIDE
-    assert heatmap.size[0] / heatmap.size[1] == pytest.approx(width / height, rel=0.02)
+    assert max(heatmap.size) == (HEATMAP_MAX_SIDE if data[:4] != b"\x89PNG" else grid)
+    assert heatmap.size[0] / heatmap.size[1] == pytest.approx(width / height, rel=0.2)
 
 
 @pytest.mark.parametrize("modality", ["ct", "xray"])
@@ -79,8 +80,14 @@ def test_one_modality_alone(plugin: object, shared_data_dir: Path, modality: str
     assert result.adjusted_probability == pytest.approx(expected.adjusted_probability)
     assert result.label == ("affected" if result.adjusted_probability >= card.threshold else "normal")
     assert (result.confidence, result.risk_level) == (expected.confidence, expected.risk_level)
-    assert result.recommendations == expected.recommendations and result.disclaimer == DISCLAIMER
-    check_heatmap(single.heatmap_png, data, modality)
+    warnings = result.recommendations[:len(result.recommendations) - len(expected.recommendations)]
+    assert result.recommendations[len(warnings):] == expected.recommendations and result.disclaimer == DISCLAIMER
+    assert len(warnings) == int(single.out_of_distribution)  # a flagged image gets one warning line first
+    assert all("out-of-distribution" in line for line in warnings)
+    assert single.gate is not None and set(single.gate["probabilities"]) == {"ct", "xray", "other"}
+    grid = len(single.cam_grid)
+    assert grid == card.input_size // 32 and all(len(row) == grid for row in single.cam_grid)
+    check_heatmap(single.heatmap_png, data, modality, grid)
 
 
 def test_both_modalities_together(plugin: object, shared_data_dir: Path) -> None:

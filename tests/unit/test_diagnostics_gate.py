@@ -104,3 +104,36 @@ def test_every_training_folder_image_is_accepted_as_its_own_modality(
     decisions = decide_folder(models[modality], paths, modality)
     refused = {name: code for name, code in decisions.items() if code not in ("accepted", "flagged")}
     assert refused == {}
+
+
+def test_an_accepted_but_unfamiliar_slice_is_flagged_in_the_result(shared_data_dir: Path) -> None:
+    """A ct_check slice through the whole plug-in: a result, flagged, with the warning shown first."""
+    from diagnostics import RiskFactors, load_plugin
+
+    models_dir = require_models("ct")
+    plugin = load_plugin("mobilenetv2", {"models_dir": str(models_dir), "modalities": ["ct"], "max_batch": 1})
+    try:
+        flagged = []
+        for path in image_files(shared_data_dir / "ct_check_lpctdx")[:6]:
+            result = plugin.diagnose({"ct": path.read_bytes()}, RiskFactors())
+            entry = result.to_dict()["modalities"]["ct"]
+            assert entry["out_of_distribution"] == ("out-of-distribution" in entry["flags"])
+            if entry["out_of_distribution"]:
+                flagged.append(path.name)
+                assert "out-of-distribution: scores not validated for images like this" in result.recommendations[0]
+        if not flagged:
+            pytest.skip("no ct_check slice is flagged by this model's gate (nothing to check)")
+    finally:
+        plugin.close()
+
+
+def test_a_gate_file_that_does_not_match_the_card_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    models_dir = require_models("ct")
+    shutil.copytree(models_dir / "ct", tmp_path / "ct")
+    gate = tmp_path / "ct" / "gate.json"
+    gate.write_bytes(gate.read_bytes().replace(b'"flag_distance":', b'"flag_distance": ', 1))
+    with pytest.raises(DiagnosisError) as caught:
+        LiteRTModel(tmp_path / "ct")
+    assert caught.value.code == "model-mismatch"

@@ -27,12 +27,15 @@ def test_non_integer_pixels_take_numpys_path() -> None:
 
 def test_model_input_shape_and_range() -> None:
     gray = np.tile(np.arange(256, dtype=np.float32), (120, 1))
-    tensor = to_model_input(gray, 96)
+    tensor = to_model_input(gray, 96, "equalize")
     assert tensor.shape == (96, 96, 3) and tensor.dtype == np.float32
     assert 0.0 <= tensor.min() < 8.0 and 247.0 < tensor.max() <= 255.0  # equalised to the full range
     assert np.array_equal(tensor[:, :, 0], tensor[:, :, 2])
-    flat = to_model_input(np.full((50, 50), 7.0))
+    flat = to_model_input(np.full((50, 50), 7.0), 96, "equalize")
     assert np.all(flat == flat[0, 0, 0])  # a flat image stays flat
+    stretched = to_model_input(np.tile(np.arange(40, 200, dtype=np.float32), (120, 1)), 96)  # the default
+    assert stretched.min() == 0.0 and stretched.max() == 255.0
+    assert not to_model_input(np.full((50, 50), 7.0)).any()
 
 
 @settings(max_examples=30, deadline=None)
@@ -42,7 +45,8 @@ def test_equalised_input_hardly_depends_on_window_and_gamma(low: float, high: fl
     base = np.clip(rng.normal(128, 40, (64, 64)).cumsum(axis=1) / 8 % 255, 0, 255)
     base = np.repeat(np.repeat(base, 4, axis=0), 4, axis=1)  # smooth 256 x 256 image
     windowed = 255.0 * (np.clip((base - low) / (high - low), 0, 1) ** gamma)
-    reference, changed = to_model_square(base, 128).astype(int), to_model_square(windowed, 128).astype(int)
+    reference = to_model_square(base, 128, "equalize").astype(int)
+    changed = to_model_square(windowed, 128, "equalize").astype(int)
     inside = (base > low + 2) & (base < high - 2)  # pixels the window did not clip
     inside_small = np.asarray(inside.reshape(128, 2, 128, 2).all(axis=(1, 3)))
     assert np.median(np.abs(reference - changed)[inside_small]) <= 4
