@@ -49,6 +49,23 @@ from training.metrics import choose_threshold, compute_auc, summarise
 from training.negatives import HELD_OUT, load_package_images, make_variants
 
 SEED = 1337
+VALIDATION_SCOPE = {
+    "ct": {
+        "validated_on": ["held-out IQ-OTH/NCCD slices (other series blocks of the same two Baghdad hospitals, "
+                         "Siemens SOMATOM, 8-bit JPEG exports in a lung window)"],
+        "not_validated_on": ["any other CT scanner, hospital or export: on ct_check_lpctdx (TCIA Lung-PET-CT-Dx, "
+                             "measured once after every choice) the AUC was about 0.32, worse than chance; "
+                             "the input gate flags such slices out-of-distribution",
+                             "soft-tissue or bone windows, contrast-enhanced CT, children, slices outside the lungs"],
+    },
+    "xray": {
+        "validated_on": ["held-out NIH ChestX-ray14 patients and held-out JSRT patients (per source), and "
+                         "leave-one-source-out between them (see generalisation)"],
+        "not_validated_on": ["any other hospital or detector; portable, lateral or paediatric films; "
+                             "post-processed exports", "benign nodules are scored like malignant ones "
+                             "(see generalisation.benign_nodules)"],
+    },
+}
 FLAG_QUANTILE = 0.99
 GATE_COMPONENTS = 32
 GATE_L2 = 1e-2
@@ -358,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": dt.date.today().isoformat(),
         "preprocessing": card_module.PREPROCESSING,
         "intended_use": "research decision support only; not validated for clinical use",
+        **VALIDATION_SCOPE[modality],
     }
     card_module.write_card(out_dir / card_module.CARD_FILE, card)
     exported.save(out_dir / card_module.KERAS_FILE)
