@@ -160,21 +160,27 @@ def render_ct_slice_as_png(path: Path, bits: int) -> bytes:
     return encode_png(np.round(windowed * 255).astype(np.uint8))
 
 
-def test_dicom_ct_slice_gives_the_result_of_its_windowed_png(plugin: object) -> None:
-    """16-bit rendering: equal within 1e-4; 8-bit rendering (rounding to 256 levels): same verdict."""
+def test_dicom_ct_slice_gives_the_result_of_its_windowed_png(plugin: object, shared_data_dir: Path) -> None:
+    """DICOM and its 16-bit and 8-bit PNG renderings: probabilities within 0.02, same verdict unless borderline.
+
+    Since 2.0.0 the preprocessing rounds the decoded image to 8 bits *before* its percentile stretch, so
+    the three renderings are quantised differently (a lung-windowed DICOM uses ~200 of the 256 levels).
+    """
     require_models("ct")
-    path = get_pydicom_file("CT_small.dcm")
+    path = shared_data_dir / "dicom" / "ct_lpctdx_cancer_0.dcm"  # a real chest CT slice in HU
     from_dicom = plugin.diagnose({"ct": path.read_bytes()}, RISK)
     from_png16 = plugin.diagnose({"ct": render_ct_slice_as_png(path, 16)}, RISK)
     from_png8 = plugin.diagnose({"ct": render_ct_slice_as_png(path, 8)}, RISK)
     assert from_dicom.modalities["ct"].source_format == "dicom"
-    assert Image.open(io.BytesIO(from_dicom.modalities["ct"].image_png)).size == (128, 128)
+    height, width = decode_image(path.read_bytes(), "ct").pixels.shape
+    assert Image.open(io.BytesIO(from_dicom.modalities["ct"].image_png)).size == (min(width, 512), min(height, 512))
     assert from_png8.modalities["ct"].image_png is None  # the page already has a PNG upload
     probability = from_dicom.modalities["ct"].probability
-    assert probability == pytest.approx(from_png16.modalities["ct"].probability, abs=1e-4)
-    assert probability == pytest.approx(from_png8.modalities["ct"].probability, abs=5e-3)
+    assert probability == pytest.approx(from_png16.modalities["ct"].probability, abs=0.02)
+    assert probability == pytest.approx(from_png8.modalities["ct"].probability, abs=0.02)
     for rendering in (from_png16, from_png8):
-        assert (from_dicom.label, from_dicom.risk_level) == (rendering.label, rendering.risk_level)
+        if abs(from_dicom.adjusted_probability - from_dicom.fused_threshold) > 0.02:  # not a borderline case
+            assert (from_dicom.label, from_dicom.risk_level) == (rendering.label, rendering.risk_level)
 
 
 def test_dicom_radiograph_gives_the_result_of_the_png(plugin: object, shared_data_dir: Path) -> None:
@@ -184,7 +190,7 @@ def test_dicom_radiograph_gives_the_result_of_the_png(plugin: object, shared_dat
     from_dicom = plugin.diagnose({"xray": make_xray_dicom(pixels, monochrome1=True)}, RISK)
     from_png = plugin.diagnose({"xray": data}, RISK)
     assert from_dicom.modalities["xray"].probability == pytest.approx(from_png.modalities["xray"].probability,
-                                                                      abs=2e-3)
+                                                                      abs=0.02)
     assert from_dicom.label == from_png.label
 
 
