@@ -1,7 +1,7 @@
 """Benchmark of the diagnostic plug-in against a bare LiteRT invoke of the same model.
 
-1. Single image, end to end in the plug-in (decode, checks, preprocess, infer,
-   CAM heatmap PNG, fusion) against a bare ``invoke`` of the same model on the
+1. Single image, end to end in the plug-in (decode, checks, 8-bit preprocess,
+   infer, learned input gate, CAM grid + heatmap PNG, fusion) against a bare ``invoke`` of the same model on the
    same tensor, interleaved in the same run: p50, p99 and their ratios, and
    where the extra time goes (per stage).
 2. Throughput with 8 concurrent ``diagnose_async`` requests (batching on, and
@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from diagnostics import RiskFactors, load_plugin  # noqa: E402
 from diagnostics.heatmap import compute_cam, render_heatmap_png  # noqa: E402
 from diagnostics.imaging import decode_image  # noqa: E402
-from diagnostics.plausibility import validate_chest_image  # noqa: E402
-from diagnostics.preprocessing import to_model_input  # noqa: E402
+from diagnostics.plausibility import compute_histogram, validate_chest_image  # noqa: E402
+from diagnostics.preprocessing import harmonise, resize_uint8, to_uint8  # noqa: E402
 
 RISK = RiskFactors(age=64, smoking="former", family_history=False)
 
@@ -77,7 +77,7 @@ class BareModel:
 def bench_single(plugin: Any, bare: BareModel, data: bytes, modality: str, repeats: int,
                  warmup: int) -> dict[str, Any]:
     model = plugin.models[modality]
-    tensor = to_model_input(decode_image(data, modality).pixels, model.input_size)[None]
+    tensor = make_tensor(model, decode_image(data, modality).pixels)[None]
     for _ in range(warmup):
         bare.run(tensor)
         plugin.diagnose({modality: data}, RISK)
@@ -92,19 +92,31 @@ def bench_single(plugin: Any, bare: BareModel, data: bytes, modality: str, repea
             "stages": bench_stages(plugin, data, modality, repeats)}
 
 
+def make_tensor(model: Any, pixels: np.ndarray) -> np.ndarray:
+    """What the plug-in's prepare() builds: 8-bit, resized, harmonised, as the model's input."""
+    return model.make_input(harmonise(resize_uint8(to_uint8(pixels), model.input_size), model.harmonisation,
+                                      model.reference_cdf))
+
+
 def bench_stages(plugin: Any, data: bytes, modality: str, repeats: int) -> dict[str, float]:
     """Median time of each stage of one diagnosis, in ms."""
     model = plugin.models[modality]
     pixels = decode_image(data, modality).pixels
-    tensor = to_model_input(pixels, model.input_size)
+    small = to_uint8(pixels)
+    tensor = make_tensor(model, pixels)
     _, features = model.predict(tensor[None])
+    cam = compute_cam(features[0], model.card.head_weights, model.card.head_bias)
     stages = {
         "decode": lambda: decode_image(data, modality),
-        "plausibility": lambda: validate_chest_image(pixels, modality),
-        "preprocess": lambda: to_model_input(pixels, model.input_size),
+        "to_uint8+plausibility": lambda: validate_chest_image(to_uint8(pixels), modality,
+                                                              compute_histogram(to_uint8(pixels))),
+        "resize+harmonise+input": lambda: model.make_input(harmonise(resize_uint8(small, model.input_size),
+                                                                     model.harmonisation, model.reference_cdf)),
         "infer": lambda: model.predict(tensor[None]),
+        "gate": (lambda: model.gate.check(features[0].mean(axis=(0, 1)))) if model.gate else (lambda: None),
         "cam+heatmap_png": lambda: render_heatmap_png(compute_cam(features[0], model.card.head_weights,
-                                                                  model.card.head_bias), *pixels.shape[::-1]),
+                                                                  model.card.head_bias), *pixels.shape[::-1],
+                                                      max(cam.shape)),
     }
     return {name: percentile([time_call(function) for _ in range(max(20, repeats // 4))], 50)
             for name, function in stages.items()}
@@ -135,7 +147,9 @@ def bench_throughput(options: dict[str, Any], images: list[bytes], modality: str
                                       **plugin.models[modality].batching_measurement}
         plugin.close()
     size = json.loads((Path(options["models_dir"]) / modality / "card.json").read_text())["input_size"]
-    tensors = np.stack([to_model_input(decode_image(data, modality).pixels, size) for data in images])
+    probe = load_plugin("mobilenetv2", {**options, "max_batch": 1})
+    tensors = np.stack([make_tensor(probe.models[modality], decode_image(data, modality).pixels) for data in images])
+    probe.close()
     model_path = Path(options["models_dir"]) / modality / "model.tflite"
     batched, single = BareModel(model_path, len(images), size, num_threads), BareModel(model_path, 1, size,
                                                                                         num_threads)

@@ -9,7 +9,8 @@ Options (all optional; from the node's configuration):
 ``workers``           threads for decoding, inference and heatmaps (default: 2)
 ``max_batch``         most requests fused into one invoke; 1 disables batching; "auto" (default)
                       measures at load and batches (up to 8) only if that is at least 10 % faster
-``heatmap_max_side``  longest side of the heatmap PNG (default: 64)
+``heatmap_max_side``  longest side of the heatmap PNG (default: the CAM grid itself, 7 px, for PNG/JPEG
+                      uploads, which the page stretches over the image; 64 for DICOM, shown on its own)
 ``max_file_bytes``, ``max_pixels``           upload limits (defaults in diagnostics.imaging)
 ``risk_levels``, ``risk_adjustment``, ``recommendations``   see diagnostics.fusion
 """
@@ -33,9 +34,10 @@ from diagnostics.fusion import DiagnosisConfig, ModelEvidence, compute_assessmen
 from diagnostics.heatmap import HEATMAP_MAX_SIDE, compute_cam, render_heatmap_png, render_image_png
 from diagnostics.imaging import MODALITIES, ImageLimits, decode_image, validate_modality
 from diagnostics.model import LiteRTModel, choose_max_batch
-from diagnostics.plausibility import validate_chest_image
-from diagnostics.preprocessing import to_model_input
-from diagnostics.result import DISCLAIMER, DiagnosisResult, ModalityResult, ModelInfo
+from diagnostics.plausibility import compute_histogram, validate_chest_image
+from diagnostics.preprocessing import harmonise, resize_uint8, to_uint8
+from diagnostics.gate import OOD_MESSAGE
+from diagnostics.result import DISCLAIMER, OUT_OF_DISTRIBUTION, DiagnosisResult, ModalityResult, ModelInfo
 from diagnostics.risk import RiskFactors
 
 PLUGIN_NAME = "mobilenetv2"
@@ -60,7 +62,7 @@ class MobileNetV2Plugin:
 
     def __init__(self, models: Mapping[str, LiteRTModel], config: DiagnosisConfig,
                  limits: ImageLimits = ImageLimits(), workers: int = DEFAULT_WORKERS,
-                 heatmap_max_side: int = HEATMAP_MAX_SIDE) -> None:
+                 heatmap_max_side: int | None = None) -> None:
         if not models:
             raise DiagnosisError("model-unavailable", "no model loaded; run training or set models_dir")
         self.models = dict(models)
@@ -105,22 +107,48 @@ class MobileNetV2Plugin:
         """Decode, check plausibility and build the model input (the shared preprocessing)."""
         try:
             decoded = decode_image(data, modality, self.limits)
-            validate_chest_image(decoded.pixels, modality)
+            pixels = to_uint8(decoded.pixels)
+            validate_chest_image(pixels, modality, compute_histogram(pixels))
         except DiagnosisError as error:
             raise type(error)(error.code, f"{modality} image: {error.message}") from error
-        tensor = to_model_input(decoded.pixels, self.models[modality].input_size)
-        return PreparedImage(modality, decoded.pixels, tensor, decoded.source_format)
+        model = self.models[modality]
+        tensor = model.make_input(harmonise(resize_uint8(pixels, model.input_size), model.harmonisation,
+                                            model.reference_cdf))
+        return PreparedImage(modality, pixels, tensor, decoded.source_format)
 
     def finish(self, prepared: PreparedImage, probability: float, features: np.ndarray) -> ModalityResult:
-        """Heatmap (and, for DICOM, a displayable picture) and model identity for one image."""
-        card = self.models[prepared.modality].card
+        """Input gate, heatmap (and, for DICOM, a displayable picture) and model identity for one image.
+
+        The gate runs on the model's own pooled features: it refuses an image that is
+        not a chest image (``not-a-chest-image``) or not the declared modality
+        (``wrong-modality``), and flags one far from the training images.
+        """
+        model = self.models[prepared.modality]
+        card = model.card
+        flags: tuple[str, ...] = ()
+        gate_summary = None
+        if model.gate is not None:
+            try:
+                decision = model.gate.check(features.mean(axis=(0, 1)))
+            except DiagnosisError as error:
+                raise type(error)(error.code, f"{prepared.modality} image: {error.message}") from error
+            flags = (OUT_OF_DISTRIBUTION,) if decision.out_of_distribution else ()
+            gate_summary = decision.to_dict()
         cam = compute_cam(features, card.head_weights, card.head_bias)
         height, width = prepared.pixels.shape
         image_png = render_image_png(prepared.pixels) if prepared.source_format == "dicom" else None
         return ModalityResult(
             modality=prepared.modality, probability=probability, threshold=card.threshold, weight=0.0,
             model=ModelInfo(card.name, card.version, card.model_id), source_format=prepared.source_format,
-            heatmap_png=render_heatmap_png(cam, width, height, self.heatmap_max_side), image_png=image_png)
+            heatmap_png=render_heatmap_png(cam, width, height, self._get_heatmap_side(prepared, cam)),
+            image_png=image_png,
+            flags=flags, gate=gate_summary, cam_grid=tuple(tuple(round(float(v), 3) for v in row) for row in cam))
+
+    def _get_heatmap_side(self, prepared: PreparedImage, cam: np.ndarray) -> int:
+        """The configured side, else the CAM grid for images the page shows (it stretches the map over them)."""
+        if self.heatmap_max_side:
+            return self.heatmap_max_side
+        return HEATMAP_MAX_SIDE if prepared.source_format == "dicom" else max(cam.shape)
 
     def _validate_request(self, images: Mapping[str, bytes], risk: RiskFactors | None) -> RiskFactors:
         if risk is None:
@@ -152,12 +180,15 @@ class MobileNetV2Plugin:
         assessment = compute_assessment(evidence, risk, self.config)
         weighted = {result.modality: replace(result, weight=assessment.fusion.weights[result.modality])
                     for result in results}
+        warnings = tuple(f"{'CT' if result.modality == 'ct' else 'X-ray'} image {OOD_MESSAGE}: it is far from "
+                         "the images this model was trained and validated on; interpret the score with caution."
+                         for result in results if result.out_of_distribution)
         return DiagnosisResult(
             plugin=self.name, modalities=weighted, fused_probability=assessment.fusion.probability,
             fused_threshold=assessment.fusion.threshold, risk_adjustment=assessment.adjustment,
             adjusted_probability=assessment.adjusted_probability, label=assessment.label,
             confidence=assessment.confidence, risk_level=assessment.risk_level,
-            recommendations=assessment.recommendations, risk_factors=risk)
+            recommendations=warnings + assessment.recommendations, risk_factors=risk)
 
 
 def load_models(options: Mapping[str, Any]) -> dict[str, LiteRTModel]:
@@ -203,4 +234,5 @@ def create_plugin(options: Mapping[str, Any]) -> MobileNetV2Plugin:
                          max_pixels=int(options.get("max_pixels") or defaults.max_pixels))
     return MobileNetV2Plugin(load_models(options), DiagnosisConfig.from_options(options), limits,
                              workers=int(options.get("workers") or DEFAULT_WORKERS),
-                             heatmap_max_side=int(options.get("heatmap_max_side") or HEATMAP_MAX_SIDE))
+                             heatmap_max_side=int(options["heatmap_max_side"]) if options.get("heatmap_max_side")
+                             else None)

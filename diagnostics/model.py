@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from diagnostics.errors import DiagnosisError
+from diagnostics.gate import InputGate, load_gate
+from diagnostics.preprocessing import DEFAULT_HARMONISATION, HARMONISATIONS
 
 MIN_INPUT_SIZE = 32
 DEFAULT_MAX_BATCH = 8
@@ -46,6 +48,7 @@ class ModelCard:
     head_bias: float
     validation: Mapping[str, Any]
     raw: Mapping[str, Any]
+    gate_sha256: str | None = None
 
     @property
     def auc(self) -> float | None:
@@ -55,9 +58,11 @@ class ModelCard:
 
     def describe(self) -> dict[str, Any]:
         """Model identity for info() and results."""
+        calibration = self.raw.get("calibration") or {}
         return {"name": self.name, "version": self.version, "sha256": self.model_id,
                 "modality": self.modality, "threshold": self.threshold, "input_size": self.input_size,
-                "validation": dict(self.validation)}
+                "validation": dict(self.validation), "gate": self.gate_sha256 is not None,
+                "temperature": calibration.get("temperature")}
 
 
 def parse_model_card(card: Mapping[str, Any], source: str = "card.json") -> ModelCard:
@@ -69,7 +74,8 @@ def parse_model_card(card: Mapping[str, Any], source: str = "card.json") -> Mode
             modality=str(card["modality"]), input_size=int(card["input_size"]),
             threshold=float(card["threshold"]), probability_output=int(card["outputs"]["probability"]),
             features_output=int(card["outputs"]["features"]), head_weights=weights,
-            head_bias=float(card["head"]["bias"]), validation=dict(card["metrics"]["validation"]), raw=card)
+            head_bias=float(card["head"]["bias"]), validation=dict(card["metrics"]["validation"]), raw=card,
+            gate_sha256=str(card["gate"]["sha256"]).lower() if card.get("gate") else None)
         auc = parsed.auc
     except (KeyError, TypeError, ValueError) as error:
         raise DiagnosisError("bad-model-card", f"{source}: missing or malformed field ({error!r})") from error
@@ -113,6 +119,16 @@ class LiteRTModel:
         self.dynamic_batch = int(first.get_input_details()[0]["shape_signature"][0]) == -1
         self._validate_signature(first)
         self._validate_head()
+        # the learned input gate (diagnostics.gate); None for a card without one (e.g. a smoke-test model)
+        self.gate: InputGate | None = None
+        hyper = self.card.raw.get("hyperparameters") or {}
+        self.harmonisation = str(hyper.get("harmonisation", DEFAULT_HARMONISATION))
+        if self.harmonisation not in HARMONISATIONS:
+            raise DiagnosisError("bad-model-card", f"unknown harmonisation {self.harmonisation!r}")
+        reference = self.card.raw.get("reference_cdf")
+        self.reference_cdf = None if reference is None else np.asarray(reference, dtype=np.float64)
+        if self.card.gate_sha256 is not None:
+            self.gate = load_gate(model_dir, self.card.modality, self.card.head_weights.size, self.card.gate_sha256)
         self.set_max_batch(max_batch)
 
     @property
@@ -165,6 +181,12 @@ class LiteRTModel:
             raise DiagnosisError("bad-model-card", f"card head gives probability {from_head:.6f} where the model "
                                                    f"gives {float(probabilities[0]):.6f}; the card does not "
                                                    "belong to this model")
+
+    def make_input(self, square: np.ndarray) -> np.ndarray:
+        """Harmonised uint8 (S, S) -> the model's input tensor for one image, float32 (S, S, 3) in 0..255."""
+        tensor = np.empty((*square.shape, 3), dtype=np.float32)
+        tensor[...] = square[:, :, None]
+        return tensor
 
     def set_max_batch(self, max_batch: int) -> None:
         """Largest invoke; sizes are powers of two (a batch of 5 runs as 4 + 1), allocated now, not per request."""

@@ -10,6 +10,7 @@ from typing import Any
 from diagnostics.risk import RiskAdjustment, RiskFactors
 
 DISCLAIMER = "Research use only — not for diagnostic use"
+OUT_OF_DISTRIBUTION = "out-of-distribution"
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,22 @@ class ModalityResult:
     source_format: str
     heatmap_png: bytes  # RGBA colour map with the image's aspect ratio, to stretch over the image
     image_png: bytes | None = None  # the windowed greyscale picture, for DICOM uploads only
+    flags: tuple[str, ...] = ()  # e.g. ("out-of-distribution",): accepted, but unlike the validated images
+    gate: Mapping[str, Any] | None = None  # the input gate's class probabilities and distance
+    cam_grid: tuple[tuple[float, ...], ...] = ()  # per-location logits (7 x 7), for a page to paint itself
+
+    @property
+    def out_of_distribution(self) -> bool:
+        return OUT_OF_DISTRIBUTION in self.flags
 
     def to_dict(self) -> dict[str, Any]:
         return {"probability": self.probability, "threshold": self.threshold, "weight": self.weight,
                 "model": self.model.to_dict(), "source_format": self.source_format,
                 "heatmap_png": _encode_base64(self.heatmap_png),
-                "image_png": None if self.image_png is None else _encode_base64(self.image_png)}
+                "image_png": None if self.image_png is None else _encode_base64(self.image_png),
+                "flags": list(self.flags), "out_of_distribution": self.out_of_distribution,
+                "gate": None if self.gate is None else dict(self.gate),
+                "cam_grid": [list(row) for row in self.cam_grid]}
 
 
 def _encode_base64(data: bytes) -> str:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from diagnostics.imaging import decode_image
-from diagnostics.preprocessing import to_model_input
+from diagnostics.preprocessing import DEFAULT_HARMONISATION, to_model_input
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASS_NAMES = ("normal", "cancer")  # index = label: 0 normal, 1 cancer
@@ -41,6 +42,7 @@ class Record:
     label: int
     group: str
     other_findings: int | None = None
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,18 @@ class LoadedData:
     digest: str
 
 
+SHARED_ENV = "LUNGLEDGER_SHARED"
+
+
+def default_shared_dir() -> Path:
+    """``$LUNGLEDGER_SHARED`` when set, else ``../shared`` relative to the repository root."""
+    configured = os.environ.get(SHARED_ENV, "").strip()
+    return Path(configured).expanduser().resolve() if configured else (REPO_ROOT / ".." / "shared").resolve()
+
+
 def default_data_dir(modality: str) -> Path:
-    """``../shared/data/<modality>`` relative to the repository root."""
-    return (REPO_ROOT / ".." / "shared" / "data" / modality).resolve()
+    """``<shared>/data/<modality>`` (see :func:`default_shared_dir`)."""
+    return default_shared_dir() / "data" / modality
 
 
 def read_labels_csv(data_dir: Path) -> dict[str, dict[str, str]]:
@@ -98,10 +109,12 @@ def _make_record(relative: str, label: int, row: dict[str, str]) -> Record:
         label=label,
         group=group or f"file:{relative}",  # no group known: each image is its own group
         other_findings=int(other) if other.strip() else None,
+        source=row.get("source_dataset", "").strip(),
     )
 
 
-def load_data(data_dir: Path, modality: str, size: int, records: list[Record] | None = None) -> LoadedData:
+def load_data(data_dir: Path, modality: str, size: int, records: list[Record] | None = None,
+              harmonisation: str = DEFAULT_HARMONISATION) -> LoadedData:
     """Decode and preprocess every record; the digest covers names, labels and bytes."""
     data_dir = Path(data_dir)
     records = list_records(data_dir) if records is None else records
@@ -110,9 +123,18 @@ def load_data(data_dir: Path, modality: str, size: int, records: list[Record] | 
     for index, record in enumerate(records):
         data = (data_dir / record.file).read_bytes()
         digest.update(f"{record.file}\t{record.label}\t{hashlib.sha256(data).hexdigest()}\n".encode())
-        images[index] = to_model_input(decode_image(data, modality).pixels, size)
+        images[index] = to_model_input(decode_image(data, modality).pixels, size, harmonisation)
     labels = np.array([record.label for record in records], dtype=np.int32)
     return LoadedData(records=tuple(records), images=images, labels=labels, digest=digest.hexdigest())
+
+
+def compute_digest(data_dir: Path, records: list[Record] | tuple[Record, ...]) -> str:
+    """The folder digest :func:`load_data` computes, without decoding (SHA-256 over name, label, file hash)."""
+    digest = hashlib.sha256()
+    for record in records:
+        data = (Path(data_dir) / record.file).read_bytes()
+        digest.update(f"{record.file}\t{record.label}\t{hashlib.sha256(data).hexdigest()}\n".encode())
+    return digest.hexdigest()
 
 
 def select(data: LoadedData, indices: np.ndarray) -> LoadedData:

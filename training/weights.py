@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from training.data import REPO_ROOT
+from training.data import default_shared_dir
 
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 WEIGHTS_SHA256 = "d43c70f8ea04b1087170401b2f4739f41b94200e30892ea8d050ac65779146c6"
@@ -16,8 +16,8 @@ class WeightsError(RuntimeError):
 
 
 def default_weights_path() -> Path:
-    """``../shared/weights/<file>`` relative to the repository root."""
-    return (REPO_ROOT / ".." / "shared" / "weights" / WEIGHTS_FILE).resolve()
+    """``<shared>/weights/<file>``: ``$LUNGLEDGER_SHARED`` when set, else ``../shared`` from the repository root."""
+    return default_shared_dir() / "weights" / WEIGHTS_FILE
 
 
 def validate_weights(path: Path) -> None:

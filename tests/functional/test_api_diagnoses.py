@@ -219,7 +219,10 @@ async def test_latency_of_single_uploads(node: RunningNode) -> None:
 async def test_dicom_upload(node: RunningNode) -> None:
     from pydicom.data import get_testdata_file
 
-    ct_slice = Path(get_testdata_file("CT_small.dcm"))
+    from tests.conftest import DATA_DIR
+
+    # a real chest CT DICOM in HU (the learned input gate refuses pydicom's cropped CT_small.dcm as not a chest image)
+    ct_slice = DATA_DIR / "dicom" / "ct_lpctdx_cancer_0.dcm"
     status, reply = await node.post_diagnosis({"ct": ct_slice}, query="?wait=mined")
     assert status == 202, reply
     assert reply["result"]["modalities"]["ct"]["source_format"] == "dicom" and reply["status"] == "mined"

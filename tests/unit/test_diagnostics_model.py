@@ -19,7 +19,7 @@ def model_copy(tmp_path: Path) -> Path:
     source = require_models("ct") / "ct"
     target = tmp_path / "ct"
     target.mkdir()
-    for name in ("model.tflite", "card.json"):
+    for name in ("model.tflite", "card.json", "gate.json"):
         shutil.copy(source / name, target / name)
     return target
 

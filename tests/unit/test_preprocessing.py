@@ -1,4 +1,5 @@
-"""The shared preprocessing: histogram percentiles equal numpy's, output shape and range."""
+"""The shared preprocessing: histogram percentiles equal numpy's, output shape and range, and the
+harmonisation's point: a different window / gamma of the same image gives (almost) the same model input."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from diagnostics.preprocessing import compute_percentiles, to_model_input
+from diagnostics.preprocessing import compute_percentiles, to_model_input, to_model_square
 
 
 @settings(max_examples=200)
@@ -25,9 +26,30 @@ def test_non_integer_pixels_take_numpys_path() -> None:
 
 
 def test_model_input_shape_and_range() -> None:
-    gray = np.tile(np.arange(300, dtype=np.float32), (120, 1))
-    tensor = to_model_input(gray, 96)
+    gray = np.tile(np.arange(256, dtype=np.float32), (120, 1))
+    tensor = to_model_input(gray, 96, "equalize")
     assert tensor.shape == (96, 96, 3) and tensor.dtype == np.float32
-    assert 0.0 <= tensor.min() < 1.0 and 254.0 < tensor.max() <= 255.0  # stretched to the full range
+    assert 0.0 <= tensor.min() < 8.0 and 247.0 < tensor.max() <= 255.0  # equalised to the full range
     assert np.array_equal(tensor[:, :, 0], tensor[:, :, 2])
+    flat = to_model_input(np.full((50, 50), 7.0), 96, "equalize")
+    assert np.all(flat == flat[0, 0, 0])  # a flat image stays flat
+    stretched = to_model_input(np.tile(np.arange(40, 200, dtype=np.float32), (120, 1)), 96)  # the default
+    assert stretched.min() == 0.0 and stretched.max() == 255.0
     assert not to_model_input(np.full((50, 50), 7.0)).any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.0, 60.0), st.floats(190.0, 255.0), st.floats(0.6, 1.6))
+def test_equalised_input_hardly_depends_on_window_and_gamma(low: float, high: float, gamma: float) -> None:
+    rng = np.random.default_rng(0)
+    base = np.clip(rng.normal(128, 40, (64, 64)).cumsum(axis=1) / 8 % 255, 0, 255)
+    base = np.repeat(np.repeat(base, 4, axis=0), 4, axis=1)  # smooth 256 x 256 image
+    windowed = 255.0 * (np.clip((base - low) / (high - low), 0, 1) ** gamma)
+    reference = to_model_square(base, 128, "equalize").astype(int)
+    changed = to_model_square(windowed, 128, "equalize").astype(int)
+    inside = (base > low + 2) & (base < high - 2)  # pixels the window did not clip
+    inside_small = np.asarray(inside.reshape(128, 2, 128, 2).all(axis=(1, 3)))
+    assert np.median(np.abs(reference - changed)[inside_small]) <= 4
+    stretched = to_model_square(base, 128, "stretch").astype(int), to_model_square(windowed, 128, "stretch")
+    assert np.median(np.abs(stretched[0] - stretched[1].astype(int))[inside_small]) >= \
+        np.median(np.abs(reference - changed)[inside_small])

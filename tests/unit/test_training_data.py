@@ -100,3 +100,42 @@ def test_evaluate_and_training_entry_points_do_not_import_tensorflow() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_data_dir_honours_lungledger_shared(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from training.weights import WEIGHTS_FILE, default_weights_path
+
+    monkeypatch.setenv("LUNGLEDGER_SHARED", str(tmp_path))
+    assert default_data_dir("ct") == tmp_path.resolve() / "data" / "ct"
+    assert default_weights_path() == tmp_path.resolve() / "weights" / WEIGHTS_FILE
+    monkeypatch.delenv("LUNGLEDGER_SHARED")
+    assert default_data_dir("xray") == (REPO_ROOT / ".." / "shared" / "data" / "xray").resolve()
+
+
+def test_xray_records_carry_their_source_from_labels_csv() -> None:
+    data_dir = default_data_dir("xray")
+    rows = read_labels_csv(data_dir)
+    records = list_records(data_dir)
+    assert {record.source for record in records} == {row["source_dataset"] for row in rows.values()}
+    assert all(record.source == rows[record.file]["source_dataset"] for record in records)
+
+
+def test_evaluate_by_source_reports_each_source_and_benign_nodules() -> None:
+    """The shipped X-ray model on its training folder's held-out split, per source, without TensorFlow."""
+    import json
+
+    if not (REPO_ROOT / "models" / "xray" / "model.tflite").exists():
+        pytest.skip("no exported x-ray model")
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None;"
+            "from training.evaluate import main; sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", code, "--modality", "xray", "--split", "validation",
+                             "--by-source", "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = read_labels_csv(default_data_dir("xray"))
+    by_source = report["by_source"]
+    assert set(by_source) == {row["source_dataset"] for row in rows.values()}
+    assert sum(part["n"] for part in by_source.values()) == report["n"]
+    benign = report["benign_nodules"]
+    assert benign["n"] == len(list((default_data_dir("xray_benign_nodule")).glob("*.png"))) > 0
+    assert 0 <= benign["called_cancer"] <= benign["n"] and 0.0 <= benign["auc_benign_vs_normal"] <= 1.0

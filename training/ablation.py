@@ -1,0 +1,248 @@
+"""Frozen-feature ablation of the preprocessing: ``python -m training.ablation --report ablation.json``.
+
+For each variant (harmonisation x input size x look augmentation) the ImageNet
+MobileNetV2 (alpha 0.35) features are extracted once, a logistic-regression head
+is fitted in numpy (``training.heads``; L2 penalty chosen on the tuning split)
+and scored:
+
+- CT: AUC on the held-out validation split, and on the same split after a strong
+  fixed change of look (``training.look.foreign_look``: other window, gamma,
+  blur, noise): a stand-in for another scanner that needs no second source.
+- X-ray: held-out AUC per source (head trained on both sources), and
+  leave-one-source-out AUC (trained on NIH only, tested on every JSRT image,
+  and the reverse).
+
+``ct_check_lpctdx`` is never read here: it is measured once, after every choice.
+Features are cached under ``--cache`` (numpy ``.npz``, no pickle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from diagnostics.imaging import decode_image
+from diagnostics.preprocessing import compute_cdf, resize_uint8, to_model_input
+from training.data import Record, default_data_dir, list_records
+from training.heads import choose_l2, fit_logistic
+from training.look import foreign_look, vary_look
+from training.metrics import compute_auc
+from training.split import get_indices, split_groups
+
+SEED = 1337
+VALIDATION_FRACTION = 0.2
+TUNING_FRACTION = 0.2
+NIH = "NIH ChestX-ray14"
+JSRT = "JSRT"
+
+
+@dataclass
+class Folder:
+    records: list[Record]
+    grays: list[np.ndarray]
+    labels: np.ndarray
+    groups: list[str]
+    sources: list[str]
+
+
+def read_folder(modality: str, limit: int = 0) -> Folder:
+    """Decode a training folder; ``limit`` keeps only the first ``limit`` images per (source, class) (tests)."""
+    data_dir = default_data_dir(modality)
+    records = list_records(data_dir)
+    if limit:
+        kept: dict[tuple[str, int], int] = {}
+        chosen = []
+        for record in records:
+            key = (record.source, record.label)
+            if kept.get(key, 0) < limit:
+                kept[key] = kept.get(key, 0) + 1
+                chosen.append(record)
+        records = chosen
+    grays = [decode_image((data_dir / record.file).read_bytes(), modality).pixels for record in records]
+    return Folder(records, grays, np.array([r.label for r in records]), [r.group for r in records],
+                  [r.source or modality for r in records])
+
+
+def split_three(groups: list[str], labels: np.ndarray, seed: int = SEED) -> dict[str, np.ndarray]:
+    """train / tuning / validation indices, grouped and stratified by class (the training recipe's split)."""
+    outer = split_groups(groups, labels, VALIDATION_FRACTION, seed)
+    development = get_indices(groups, outer.kept)
+    inner = split_groups([groups[i] for i in development], labels[development], TUNING_FRACTION, seed + 1)
+    dev_groups = [groups[i] for i in development]
+    return {"train": development[get_indices(dev_groups, inner.kept)],
+            "tuning": development[get_indices(dev_groups, inner.held_out)],
+            "validation": get_indices(groups, outer.held_out)}
+
+
+def split_by_source(folder: Folder) -> dict[str, np.ndarray]:
+    """The three-way split done within each source and joined (both sources on every side)."""
+    parts: dict[str, list[np.ndarray]] = {"train": [], "tuning": [], "validation": []}
+    for source in sorted(set(folder.sources)):
+        members = np.array([i for i, s in enumerate(folder.sources) if s == source])
+        inner = split_three([folder.groups[i] for i in members], folder.labels[members])
+        for name, indices in inner.items():
+            parts[name].append(members[indices])
+    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+
+
+class Extractor:
+    """ImageNet MobileNetV2 alpha 0.35 + global average pooling, in Keras (training side only)."""
+
+    def __init__(self, size: int) -> None:
+        import keras
+
+        from training.weights import default_weights_path, validate_weights
+
+        weights = default_weights_path()
+        validate_weights(weights)
+        base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=0.35, include_top=False,
+                                              weights=str(weights))
+        inputs = keras.Input((size, size, 3))
+        pooled = keras.layers.GlobalAveragePooling2D()(base(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)))
+        self.model = keras.Model(inputs, pooled)
+        self.size = size
+
+    def __call__(self, tensors: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict(tensors, batch_size=32, verbose=0), dtype=np.float32)
+
+
+def extract(extractor: Extractor, grays: list[np.ndarray], method: str, reference: np.ndarray | None) -> np.ndarray:
+    out = []
+    for start in range(0, len(grays), 128):
+        chunk = np.stack([to_model_input(g, extractor.size, method, reference) for g in grays[start:start + 128]])
+        out.append(extractor(chunk))
+    return np.concatenate(out)
+
+
+def reference_cdf(grays: list[np.ndarray], size: int) -> np.ndarray:
+    """Mean cumulative histogram of the (resized) training images: the 'match' target."""
+    return np.mean([compute_cdf(resize_uint8(g, size)) for g in grays], axis=0)
+
+
+def evaluate_head(train_x: np.ndarray, train_y: np.ndarray, tune_x: np.ndarray, tune_y: np.ndarray,
+                  tests: dict[str, tuple[np.ndarray, np.ndarray]], weight: np.ndarray | None = None) -> dict[str, float]:
+    l2, _ = choose_l2(train_x, train_y, tune_x, tune_y)
+    head = fit_logistic(train_x, train_y, l2, sample_weight=weight)
+    result = {"l2": l2, "tuning_auc": compute_auc(tune_y, head.logits(tune_x))}
+    for name, (x, y) in tests.items():
+        result[name] = compute_auc(y, head.logits(x))
+    return result
+
+
+def features_for(cache: Path, key: str, make) -> np.ndarray:  # type: ignore[no-untyped-def]
+    path = cache / f"{key}.npz"
+    if path.exists():
+        return np.load(path, allow_pickle=False)["x"]
+    values = make()
+    np.savez_compressed(path, x=values)
+    return values
+
+
+def run_ct(folder: Folder, size: int, method: str, copies: int, cache: Path, extractor: Extractor) -> dict[str, float]:
+    split = split_three(folder.groups, folder.labels)
+    reference = reference_cdf([folder.grays[i] for i in split["train"]], size) if method == "match" else None
+    clean = features_for(cache, f"ct_{method}_{size}_clean", lambda: extract(extractor, folder.grays, method, reference))
+    foreign_grays = [foreign_look(folder.grays[i], int(i)) for i in split["validation"]]
+    foreign = features_for(cache, f"ct_{method}_{size}_foreign",
+                           lambda: extract(extractor, foreign_grays, method, reference))
+    train_x, train_y = clean[split["train"]], folder.labels[split["train"]]
+    if copies:
+        rng = np.random.default_rng(SEED)
+        augmented = features_for(cache, f"ct_{method}_{size}_aug{copies}", lambda: extract(
+            extractor, [vary_look(folder.grays[i], rng, flip=True) for _ in range(copies) for i in split["train"]],
+            method, reference))
+        train_x = np.concatenate([train_x, augmented])
+        train_y = np.concatenate([train_y] + [folder.labels[split["train"]]] * copies)
+    val_y = folder.labels[split["validation"]]
+    return evaluate_head(train_x, train_y, clean[split["tuning"]], folder.labels[split["tuning"]],
+                         {"validation_auc": (clean[split["validation"]], val_y),
+                          "validation_foreign_look_auc": (foreign, val_y)})
+
+
+def run_xray(folder: Folder, size: int, method: str, copies: int, cache: Path, extractor: Extractor) -> dict[str, float]:
+    split = split_by_source(folder)
+    reference = reference_cdf([folder.grays[i] for i in split["train"]], size) if method == "match" else None
+    clean = features_for(cache, f"xray_{method}_{size}_clean",
+                         lambda: extract(extractor, folder.grays, method, reference))
+    sources = np.array(folder.sources)
+    labels = folder.labels
+    augmented = None
+    if copies:
+        rng = np.random.default_rng(SEED)
+        every = np.arange(len(labels))
+        augmented = features_for(cache, f"xray_{method}_{size}_aug{copies}", lambda: extract(
+            extractor, [vary_look(folder.grays[i], rng) for _ in range(copies) for i in every], method, reference))
+
+    def training_set(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x, y = clean[indices], labels[indices]
+        if augmented is not None:
+            n = len(labels)
+            x = np.concatenate([x] + [augmented[c * n + indices] for c in range(copies)])
+            y = np.concatenate([y] * (copies + 1))
+        return x, y
+
+    result: dict[str, float] = {}
+    train_x, train_y = training_set(split["train"])
+    tests = {}
+    for source, short in ((NIH, "nih"), (JSRT, "jsrt")):
+        held = split["validation"][sources[split["validation"]] == source]
+        tests[f"validation_auc_{short}"] = (clean[held], labels[held])
+    tests["validation_auc"] = (clean[split["validation"]], labels[split["validation"]])
+    result.update(evaluate_head(train_x, train_y, clean[split["tuning"]], labels[split["tuning"]], tests))
+    for source, other, name in ((NIH, JSRT, "loso_nih_to_jsrt_auc"), (JSRT, NIH, "loso_jsrt_to_nih_auc")):
+        members = np.array([i for i in range(len(labels)) if sources[i] == source])
+        inner = split_three([folder.groups[i] for i in members], labels[members])
+        fit_idx = members[np.concatenate([inner["train"], inner["validation"]])]
+        tune_idx = members[inner["tuning"]]
+        target = np.flatnonzero(sources == other)
+        x, y = training_set(fit_idx)
+        result[name] = evaluate_head(x, y, clean[tune_idx], labels[tune_idx],
+                                     {"auc": (clean[target], labels[target])})["auc"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modality", choices=("ct", "xray"), action="append")
+    parser.add_argument("--methods", default="stretch,equalize,match")
+    parser.add_argument("--sizes", default="224")
+    parser.add_argument("--copies", default="0,2", help="augmented copies per training image")
+    parser.add_argument("--cache", default="/tmp/lungledger_ablation")
+    parser.add_argument("--report", default="ablation.json")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    rows = []
+    report = Path(args.report)
+    if report.exists():
+        rows = json.loads(report.read_text())
+    done = {(r["modality"], r["method"], r["size"], r["copies"]) for r in rows}
+    for modality in args.modality or ["ct", "xray"]:
+        folder = read_folder(modality)
+        for size in [int(s) for s in args.sizes.split(",")]:
+            extractor = Extractor(size)
+            for method in args.methods.split(","):
+                for copies in [int(c) for c in args.copies.split(",")]:
+                    if (modality, method, size, copies) in done:
+                        continue
+                    started = time.monotonic()
+                    run = run_ct if modality == "ct" else run_xray
+                    result = run(folder, size, method, copies, cache, extractor)
+                    row = {"modality": modality, "method": method, "size": size, "copies": copies, **result,
+                           "seconds": round(time.monotonic() - started, 1)}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    report.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
