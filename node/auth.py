@@ -259,8 +259,10 @@ async def post_session(request: web.Request) -> web.Response:
         user: User | None = await asyncio.to_thread(accounts.check_password, username, password)
         if user is None:
             throttle.fail(keys, now)
-            await asyncio.to_thread(accounts.append_audit, username or "?", "sign-in-failed", None,
-                                    {"remote": request.remote})
+            # An unknown name is logged as such: people sometimes type their password into the name field.
+            known = await asyncio.to_thread(accounts.has_user, username)
+            await asyncio.to_thread(accounts.append_audit, username if known else "(unknown)", "sign-in-failed",
+                                    None, {"remote": request.remote})
             raise AuthFailure(401, "bad-credentials", "the user name or password is wrong, or the account "
                                                       "is disabled")
     except AuthFailure as failure:

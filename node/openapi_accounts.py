@@ -65,7 +65,7 @@ ACCOUNT_PATHS: dict[str, Any] = {
     "/api/v1/dicom/tags": {"post": {
         "security": SIGNED_IN, "summary": "The key DICOM header fields of a file (never patient identifiers); "
                                           "nothing is stored",
-        "requestBody": {"required": True, "content": {"application/dicom": {"schema": {"type": "string",
+        "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string",
                                                                                         "format": "binary"}}}},
         "responses": {"200": _reply({"type": "object", "required": ["tags"]}, "Tags"),
                       **_errors(e401="Not signed in", e403="Missing CSRF token", e413="Too large",

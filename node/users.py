@@ -177,6 +177,10 @@ class AccountStore:
             rows = self._db.execute("SELECT username, role, disabled FROM users ORDER BY username").fetchall()
         return [User(name, role, bool(disabled)) for name, role, disabled in rows]
 
+    def has_user(self, username: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone() is not None
+
     def check_password(self, username: str, password: str) -> User | None:
         """The user if the name and password match an enabled account; None otherwise (same cost either way)."""
         with self._lock:

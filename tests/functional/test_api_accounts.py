@@ -93,6 +93,8 @@ async def test_accounts_worklists_and_audit(node: Any) -> None:
         assert status == 401
         status, body, _ = await nobody.sign_in("alice", "wrong password!")
         assert (status, body["error"]) == (401, "bad-credentials")
+        status, body, _ = await nobody.sign_in("my-secret-pass", "x")  # a password typed as the name
+        assert (status, body["error"]) == (401, "bad-credentials")
         status, body = await nobody.request("GET", "/session")
         assert (status, body["error"]) == (401, "signed-out")
         status, body, response = await alice.sign_in("alice")
@@ -165,7 +167,8 @@ async def test_accounts_worklists_and_audit(node: Any) -> None:
                 [("alice", "diagnose", record_id) for record_id in record_ids]:
             assert expected in actions, expected
         assert ("bob", "view-diagnosis", record_ids[0]) not in actions  # refused, so not an action taken
-        assert "MRN-2" not in str(audit)
+        assert "MRN-2" not in str(audit) and "my-secret-pass" not in str(audit)
+        assert ("(unknown)", "sign-in-failed", None) in actions
         status, body = await alice.request("DELETE", "/session")
         assert status == 200
         status, body = await alice.request("GET", "/worklist")
