@@ -26,8 +26,8 @@ from aiohttp import web  # noqa: E402
 
 from node.app import CHAIN, IDENTITY, MINER, create_app  # noqa: E402
 from node.config import NodeConfig  # noqa: E402
-from node.p2p import NETWORK  # noqa: E402
-from node.store import AddResult  # noqa: E402
+from node.keys import NETWORK  # noqa: E402
+from node.results import AddResult  # noqa: E402
 from tests.builders import MemberKeys, make_record  # noqa: E402
 
 
@@ -63,8 +63,8 @@ async def run(config: NodeConfig) -> None:
     chain = app[CHAIN]
 
     async def on_blocks(results: Sequence[AddResult], source: Any) -> None:
-        if any(r.became_best for r in results):
-            tip = chain.store.tip
+        if any(r.on_best_chain for r in results):
+            tip = chain.view.tip
             emit(f"BEST {tip.block_hash.hex()} {tip.height} {time.time_ns()} {source if isinstance(source, str) else 'peer'}")
 
     chain.listeners.append(on_blocks)

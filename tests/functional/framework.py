@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from consensus.blocktree import ChainView
 from consensus.crypto import HANDSHAKE_DOMAIN, sign
 from harness.util import free_port, wait_until_async
 from consensus.types import Block, DiagnosisRecord, Member
@@ -35,13 +36,12 @@ from network.constants import MAX_FRAME_BYTES, P2P_PATH
 from network.handshake import LocalIdentity, compute_handshake_message, make_hello
 from network.messages import Auth, Hello, Message
 from network.service import PeerNetwork
-from node.app import CHAIN, MINER, create_app
+from node.app import CHAIN, MINER, NETWORK, create_app
 from node.chain import ChainService
 from node.config import NodeConfig
 from node.genesis import Genesis, build_genesis, write_genesis
 from node.identity import NodeIdentity, init_identity
 from node.miner import Miner
-from node.p2p import NETWORK
 from node.store import ChainStore
 from tests.builders import MemberKeys, make_record
 
@@ -71,8 +71,9 @@ class TestNode:
         return self._app[CHAIN]
 
     @property
-    def store(self) -> ChainStore:
-        return self.chain.store
+    def view(self) -> ChainView:
+        """The node's chain as of its last commit."""
+        return self.chain.view
 
     @property
     def network(self) -> PeerNetwork:
@@ -94,11 +95,11 @@ class TestNode:
 
     @property
     def tip_hash(self) -> bytes:
-        return self.store.tip.block_hash
+        return self.view.tip_hash
 
     @property
     def height(self) -> int:
-        return self.store.height
+        return self.view.height
 
     async def start(self) -> None:
         self.app = create_app(self.config)
@@ -119,8 +120,8 @@ class TestNode:
         self.miner.wake()
         return record
 
-    def has_record_on_best_chain(self, record_id: bytes) -> bool:
-        return self.store.get_record_location(record_id) is not None
+    async def has_record_on_best_chain(self, record_id: bytes) -> bool:
+        return await self.chain.is_record_on_best_chain(record_id)
 
     def connected_peer_ids(self) -> set[bytes]:
         return set(self.network.peers) if self.app is not None else set()
@@ -205,8 +206,10 @@ async def sync_blocks(nodes: Sequence[TestNode], timeout: float = DEFAULT_TIMEOU
 
 
 async def wait_for_records(nodes: Sequence[TestNode], record_ids: Sequence[bytes], timeout: float = DEFAULT_TIMEOUT_S) -> None:
-    await wait_until(lambda: all(n.has_record_on_best_chain(r) for n in nodes for r in record_ids), timeout,
-                     f"{len(record_ids)} records on every node's best chain")
+    async def all_on_best_chain() -> bool:
+        return all([await n.has_record_on_best_chain(r) for n in nodes for r in record_ids])
+
+    await wait_until(all_on_best_chain, timeout, f"{len(record_ids)} records on every node's best chain")
 
 
 class FakePeer:

@@ -67,8 +67,8 @@ def test_kill_minus_nine_never_loses_an_acknowledged_record(tmp_path: Path) -> N
         try:
             report = verify_best_chain(store, int(time.time() * 1000))
             assert report.valid, report
-            on_chain = {r.record_id for h in store.best[1:] for r in store.get_block(h).records}
-            pending = {r.record_id for r in store.get_pending(10**6)}
+            on_chain = {r.record_id for h in store.view.best[1:] for r in store.get_block(h).records}
+            pending = {r.record_id for r in store.pending.get_records(10**6)}
         finally:
             store.close()
         assert not on_chain & pending

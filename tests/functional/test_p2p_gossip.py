@@ -31,7 +31,7 @@ async def test_block_is_not_announced_back_to_its_announcer(tmp_path: Path) -> N
         await connect_nodes(node, other)
         await fake.open(node)
         await fake.handshake()
-        block = mine_block(node.store.tip, announcer, difficulty=network.genesis.params.difficulty)
+        block = mine_block(node.view.tip, announcer, difficulty=network.genesis.params.difficulty)
         await fake.send(Announce(block.block_hash, block.height))
         assert (await fake.receive(GetBlocks)).hashes == (block.block_hash,)
         await fake.send(Blocks((block.encoded,)))
