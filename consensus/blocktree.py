@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from consensus.forkchoice import ForkSide, on_candidate_tip
+from consensus.forkchoice import ForkDecision, ForkSide, on_candidate_tip
 from consensus.validation import MEDIAN_TIME_SPAN, BlockMeta, compute_median_time_past
 
 LOCATOR_DENSE = 10
@@ -283,30 +283,57 @@ class BlockTree:
             node = self.index[node.prev_hash]
         return ForkSide(tip=tip, blocks_after_fork=tip.height - fork.height, distinct_miners=len(miners))
 
+    def compare_tips(self, best: BlockMeta, candidate: BlockMeta) -> ForkDecision:
+        """Fork choice between two tips (``consensus.forkchoice``), over their sides of the fork."""
+        fork = self.get_fork_point(best, candidate)
+        candidate_side = self.get_fork_side(candidate, fork)
+        # Only "more distinct miners than the candidate" matters for the best side: stop counting there.
+        best_side = self.get_fork_side(best, fork, enough=candidate_side.distinct_miners + 1)
+        return on_candidate_tip(best_side, candidate_side, self.max_reorg_depth)
+
     def _choose_head(self, start: BlockMeta, new_block: BlockMeta) -> tuple[BlockMeta, bool]:
-        """Tournament over all candidate tips, starting from ``start``.
+        """Tournament over all candidate tips, starting from ``start``; the winner must beat the head itself.
 
         Re-run after every block so the result does not depend on arrival order:
         a branch that wins while the fork is shallow is dropped again once the
         fork becomes deep and the other branch has more distinct miners. A tip
         that loses a deep comparison can only fall further behind, so it
         leaves the candidate set (a block extending it becomes a candidate again).
+
+        Deep and shallow comparisons do not chain (A beats B by work, B beats C
+        by work, yet C's fork from A is deep and A has more distinct miners), so
+        the tournament's winner is compared with the current head directly: a
+        winner that loses that deep comparison leaves the candidates and the
+        tournament runs again (it ends: every round removes a tip).
         """
-        best, refused_new = start, False
-        for tip_hash in sorted(self.tips - {best.block_hash}):
-            candidate = self.index[tip_hash]
-            fork = self.get_fork_point(best, candidate)
-            candidate_side = self.get_fork_side(candidate, fork)
-            # Only "more distinct miners than the candidate" matters for the best side: stop counting there.
-            best_side = self.get_fork_side(best, fork, enough=candidate_side.distinct_miners + 1)
-            decision = on_candidate_tip(best_side, candidate_side, self.max_reorg_depth)
-            loser = best if decision.switch else candidate
-            if decision.switch:
-                best = candidate
-            if decision.deep:
-                self.tips.discard(loser.block_hash)
-                refused_new |= loser.block_hash == new_block.block_hash
-        return best, refused_new
+        head, refused_new = self.tip, False
+        excluded: set[bytes] = set()  # lost to the head directly in this round, without being refused for good
+        while True:
+            candidates = self.tips - excluded
+            best = start if start.block_hash in candidates else head
+            for tip_hash in sorted(candidates - {best.block_hash}):
+                candidate = self.index[tip_hash]
+                decision = self.compare_tips(best, candidate)
+                loser = best if decision.switch else candidate
+                if decision.switch:
+                    best = candidate
+                if decision.decisive:
+                    refused_new |= self._refuse(loser, new_block)
+            if best.block_hash == head.block_hash or best.prev_hash == head.block_hash:
+                return best, refused_new
+            direct = self.compare_tips(head, best)
+            if direct.switch or not direct.deep:
+                return best, refused_new
+            if direct.decisive:
+                refused_new |= self._refuse(best, new_block)
+            else:
+                excluded.add(best.block_hash)
+                refused_new |= best.block_hash == new_block.block_hash
+
+    def _refuse(self, loser: BlockMeta, new_block: BlockMeta) -> bool:
+        """A tip lost a deep comparison: it leaves the candidates. True if it is the new block."""
+        self.tips.discard(loser.block_hash)
+        return loser.block_hash == new_block.block_hash
 
     def _plan(self, block: BlockMeta, old_tip: BlockMeta, new_tip: BlockMeta, refused: bool) -> HeadChange:
         if new_tip.block_hash == old_tip.block_hash:
