@@ -29,18 +29,19 @@ from aiohttp import web
 
 from consensus.blocktree import ChainView
 from consensus.crypto import HANDSHAKE_DOMAIN, sign
-from harness.util import free_port, wait_until_async
+from harness.util import wait_until_async
 from consensus.types import Block, DiagnosisRecord, Member
 from network.codec import decode_message, encode_message
 from network.constants import MAX_FRAME_BYTES, P2P_PATH
 from network.handshake import LocalIdentity, compute_handshake_message, make_hello
 from network.messages import Auth, Hello, Message
 from network.service import PeerNetwork
-from node.app import CHAIN, MINER, NETWORK, create_app
+from node.app import CHAIN, MINER, NETWORK
 from node.chain import ChainService
 from node.config import NodeConfig
 from node.genesis import Genesis, build_genesis, write_genesis
 from node.identity import NodeIdentity, init_identity
+from node.launcher import LaunchedNode, launch_node
 from node.miner import Miner
 from node.store import ChainStore
 from tests.builders import MemberKeys, make_record
@@ -59,8 +60,7 @@ class TestNode:
     index: int
     config: NodeConfig
     identity: NodeIdentity
-    runner: web.AppRunner | None = None
-    app: web.Application | None = None
+    launched: LaunchedNode | None = None
 
     @property
     def port(self) -> int:
@@ -84,10 +84,14 @@ class TestNode:
         return self._app[MINER]
 
     @property
+    def app(self) -> web.Application | None:
+        return None if self.launched is None else self.launched.app
+
+    @property
     def _app(self) -> web.Application:
-        if self.app is None:
+        if self.launched is None:
             raise RuntimeError(f"node {self.index} is not running")
-        return self.app
+        return self.launched.app
 
     @property
     def member(self) -> MemberKeys:
@@ -102,16 +106,14 @@ class TestNode:
         return self.view.height
 
     async def start(self) -> None:
-        self.app = create_app(self.config)
-        self.runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=2.0)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, self.config.host, self.config.port).start()
+        """Through the node launcher: port 0 on the first start, the same port on a restart."""
+        self.launched = await launch_node(self.config)
+        self.config = self.launched.config
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-        self.runner = None
-        self.app = None
+        if self.launched is not None:
+            await self.launched.stop()
+        self.launched = None
 
     async def add_record(self) -> DiagnosisRecord:
         """Create, sign and durably queue one record of this node, and wake its miner."""
@@ -150,7 +152,7 @@ class TestNetwork:
         settings: dict[str, Any] = {"plugin": "none", "outbound_peers": 0, "log_level": "INFO", **config}
         network = cls(root=root, genesis=genesis)
         for i, identity in enumerate(identities):
-            node_config = NodeConfig(data_dir=root / f"node{i}", port=free_port(), genesis_path=genesis_path, **settings)
+            node_config = NodeConfig(data_dir=root / f"node{i}", port=0, genesis_path=genesis_path, **settings)
             network.nodes.append(TestNode(i, node_config, identity))
         return network
 

@@ -22,11 +22,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from node.app import create_app
 from node.config import NodeConfig
 from node.genesis import build_genesis, write_genesis
 from node.identity import init_identity
-from harness.util import free_port
+from node.launcher import launch_node
 from harness.util import wait_until_async as wait_until
 from tests.conftest import DATA_DIR, REPO_ROOT
 
@@ -91,19 +90,15 @@ class RunningNode:
 @contextlib.asynccontextmanager
 async def running_node(data_dir: Path, plugin: str | None = "none", port: int | None = None,
                        **options: Any) -> AsyncIterator[RunningNode]:
-    port = port or free_port()
-    config = NodeConfig(data_dir=data_dir, port=port, plugin=plugin, models_dir=models_dir(), **options)
-    app = create_app(config)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
+    config = NodeConfig(data_dir=data_dir, host="127.0.0.1", port=port or 0, plugin=plugin, models_dir=models_dir(),
+                        **options)
+    node = await launch_node(config)
     token = (data_dir / "api_token").read_text().strip()
     try:
         async with aiohttp.ClientSession() as session:
-            yield RunningNode(app, f"http://127.0.0.1:{port}", token, session)
+            yield RunningNode(node.app, node.url, token, session)
     finally:
-        await runner.cleanup()
+        await node.stop()
 
 
 async def test_acknowledged_diagnosis_survives_restart(tmp_path: Path) -> None:

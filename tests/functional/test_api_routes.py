@@ -33,7 +33,8 @@ from aiohttp import web
 from node.http import error_middleware
 from node.api_diagnoses import MAX_IMAGE_BYTES, read_diagnosis_form
 from node.app import CHAIN, CONFIG, IDENTITY, MINER
-from tests.functional.test_api_harness import RunningNode, free_port, make_node_dir, running_node, wait_until
+from node.launcher import bind_listener
+from tests.functional.test_api_harness import RunningNode, make_node_dir, running_node, wait_until
 
 API = "/api/v1"
 
@@ -187,9 +188,9 @@ async def test_upload_limits_and_form_errors() -> None:
     app.router.add_post("/api/v1/form", handler)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    url = f"http://127.0.0.1:{port}/api/v1/form"
+    sock = bind_listener("127.0.0.1", 0)
+    await web.SockSite(runner, sock).start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1/form"
     try:
         async with aiohttp.ClientSession() as session:
             async def post(form: aiohttp.FormData | bytes, **kwargs: object) -> tuple[int, dict]:
