@@ -15,6 +15,7 @@ SIGTERM. Run it again with the same DIR to continue the same chain.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import logging
@@ -59,14 +60,11 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
 
 
 def command_node(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from node.app import create_app
+    from node.launcher import serve_until_signalled
 
     config = node_config_from_args(args)
     logging.basicConfig(level=config.log_level, format=f"%(asctime)s {config.port} %(name)s %(levelname)s %(message)s")
-    app = create_app(config)
-    web.run_app(app, host=config.host, port=config.port, print=None, handle_signals=True, shutdown_timeout=5)
+    asyncio.run(serve_until_signalled(config))
     return 0
 
 

@@ -10,6 +10,7 @@ before the app is built, so the network advertises the real one.
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -89,10 +90,14 @@ def read_port_file(data_dir: Path) -> int | None:
         return None
 
 
-async def serve_forever(config: NodeConfig) -> None:
-    """Run one node until cancelled (SIGINT/SIGTERM through asyncio.run's cancellation)."""
+async def serve_until_signalled(config: NodeConfig) -> None:
+    """Run one node until SIGINT or SIGTERM, then shut it down cleanly (``run_node.py node``)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     node = await launch_node(config, shutdown_timeout=5.0)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await node.stop()

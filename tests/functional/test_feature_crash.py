@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-from harness.util import free_port
 from node.genesis import build_genesis, load_genesis, write_genesis
 from node.identity import init_identity
 from node.store import ChainStore
@@ -32,7 +31,7 @@ WORKER = Path(__file__).with_name("crash_worker.py")
 
 def run_until_killed(data_dir: Path, run_seconds: float) -> list[bytes]:
     """Start the worker, collect ACKs, SIGKILL it after run_seconds of work."""
-    process = subprocess.Popen([sys.executable, str(WORKER), str(data_dir), str(free_port())],
+    process = subprocess.Popen([sys.executable, str(WORKER), str(data_dir), "0"],
                                stdout=subprocess.PIPE, text=True)
     acked: list[bytes] = []
     assert process.stdout is not None
