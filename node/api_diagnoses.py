@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -185,7 +186,11 @@ async def wait_until_mined(chain: ChainService, record_id: bytes, timeout: float
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             return False
-        await chain.wait_for(lambda: chain.view.tip_hash != tip, remaining)
+        await chain.wait_for(functools.partial(is_tip_moved, chain, tip), remaining)
+
+
+def is_tip_moved(chain: ChainService, tip: bytes) -> bool:
+    return chain.view.tip_hash != tip
 
 
 async def read_diagnosis(chain: ChainService, record_id: bytes) -> dict[str, Any]:

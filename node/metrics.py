@@ -16,7 +16,7 @@ from prometheus_client.exposition import generate_latest
 
 from node.results import AddResult
 
-disable_created_metrics()  # the *_created series only add noise here
+disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise here
 
 REORG_DEPTH_BUCKETS = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500)
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -27,9 +27,9 @@ from consensus.builders import compute_block_meta
 from consensus.errors import ValidationError
 from consensus.types import Block, ChainParams, DiagnosisRecord
 from consensus.validation import BlockMeta, validate_block, validate_genesis, validate_header
+from node.database import BlockReader, Transaction, open_database
 from node.pending import SCHEMA as POOL_SCHEMA
 from node.pending import DetailsStore, PendingPool
-from node.database import BlockReader, Transaction, open_database
 from node.results import AddResult, BatchResult, DuplicateBlock, MissingParent
 
 SCHEMA = """
