@@ -88,3 +88,31 @@ async def test_peer_that_does_not_read_is_closed_at_the_byte_limit() -> None:
         peer.send(reply)
     assert peer.closing == "send queue full (peer not reading)"
     assert peer.queued_bytes <= MAX_SEND_QUEUE_BYTES
+
+
+def test_one_injected_clock_drives_bans_backoff_and_sync() -> None:
+    """PeerNetwork's clock reaches every part that keeps time (as Bitcoin Core's setmocktime)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from network.constants import BAN_DURATION_S
+    from network.service import NetworkSettings, PeerNetwork
+    from tests.builders import make_chain, make_member
+
+    member = make_member("Clocked", 91)
+    params, genesis = make_chain([member])
+
+    class Backend:
+        chain_id = genesis.block_hash
+
+        def subscribe(self, listener: object) -> None:
+            pass
+
+    Backend.params = params  # type: ignore[attr-defined]
+    now = [1000.0]
+    network = PeerNetwork(Backend(), Ed25519PrivateKey.generate(), member.member_id,  # type: ignore[arg-type]
+                          NetworkSettings("127.0.0.1", 0), clock=lambda: now[0])
+    assert network.bans.clock() == network.book.clock() == network.sync.clock() == 1000.0
+    network.punish(b"x" * 16, "test-reason")
+    assert network.bans.is_banned(member_id=b"x" * 16)
+    now[0] += BAN_DURATION_S + 1
+    assert not network.bans.is_banned(member_id=b"x" * 16)
