@@ -101,13 +101,11 @@ def choose_plugin(no_diagnostics: bool) -> bool:
         log.warning("no model at %s: nodes run relay-only (train and export the models to enable diagnoses)", model)
         return False
     try:
-        available = hasattr(importlib.import_module("diagnostics"), "load_plugin")
+        importlib.import_module("diagnostics")
     except ImportError as error:
         log.warning("cannot import diagnostics (%s): nodes run relay-only", error)
         return False
-    if not available:
-        log.warning("diagnostics.load_plugin is not available yet: nodes run relay-only")
-    return available
+    return True
 
 
 def testnet_command(root: Path, index: int, count: int, base_port: int, genesis: Path, diagnostics: bool) -> list[str]:

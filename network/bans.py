@@ -75,9 +75,6 @@ class BanList:
         return {bytes.fromhex(ban.key.removeprefix("member:")) for ban in self.bans.values()
                 if ban.key.startswith("member:") and ban.until > now}
 
-    def unban_all(self) -> None:
-        self.bans.clear()
-
     def to_records(self) -> list[dict[str, object]]:
         """Live bans as plain data (key, reason, seconds left), to be saved across a restart."""
         now = self.clock()

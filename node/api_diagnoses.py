@@ -11,8 +11,9 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.types import DiagnosisRecord
-from diagnostics.errors import DiagnosisError
+from diagnostics.errors import DiagnosisError, get_http_status
 from diagnostics.plugin import DiagnosticPlugin
+from diagnostics.result import DiagnosisResult
 from diagnostics.risk import RiskFactors
 from node.chain import ChainService
 from node.http import API_PREFIX, ApiError, json_reply, parse_hex, parse_int, require_token
@@ -31,12 +32,6 @@ WAIT_MAX_S = 120.0
 IMAGE_FIELDS = ("xray", "ct")
 TEXT_FIELDS = ("age", "smoking", "family_history", "patient_ref")
 
-# Plug-in reason codes -> HTTP status; any other DiagnosisError is 422.
-DIAGNOSIS_STATUS = {
-    "bad-risk-factor": 400, "no-image": 400, "bad-modality": 400, "bad-patient-ref": 400,
-    "file-too-large": 413, "too-many-pixels": 413, "unsupported-format": 415,
-    "bad-config": 503, "bad-model-card": 503, "model-mismatch": 503,
-}
 
 
 # ------------------------------------------------------------- diagnosis routes
@@ -100,7 +95,7 @@ async def read_form_part(part: BodyPartReader, images: dict[str, bytes], fields:
 
 
 def diagnosis_error(error: DiagnosisError | RecordError) -> ApiError:
-    return ApiError(DIAGNOSIS_STATUS.get(error.code, 422), error.code, error.message)
+    return ApiError(get_http_status(error.code), error.code, error.message)
 
 
 def require_plugin(request: web.Request) -> DiagnosticPlugin:
@@ -111,7 +106,7 @@ def require_plugin(request: web.Request) -> DiagnosticPlugin:
     return plugin
 
 
-async def run_diagnosis(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes], str | None]:
+async def run_diagnosis(request: web.Request) -> tuple[DiagnosisResult, dict[str, bytes], str | None]:
     """Parse the upload and run the plug-in; refusals become 4xx errors."""
     plugin = require_plugin(request)
     images, fields = await read_diagnosis_form(request)
@@ -122,7 +117,7 @@ async def run_diagnosis(request: web.Request) -> tuple[dict[str, Any], dict[str,
         result = await plugin.diagnose_async(images, risk)
     except (DiagnosisError, RecordError) as error:
         raise diagnosis_error(error) from None
-    return result.to_dict(), images, patient_ref
+    return result, images, patient_ref
 
 
 def check_diagnosis_request(request: web.Request) -> tuple[str, float]:
@@ -136,7 +131,7 @@ def check_diagnosis_request(request: web.Request) -> tuple[str, float]:
     return wait, float(timeout)
 
 
-async def store_diagnosis(request: web.Request, result: dict[str, Any], images: dict[str, bytes],
+async def store_diagnosis(request: web.Request, result: DiagnosisResult, images: dict[str, bytes],
                           patient_ref: str | None) -> DiagnosisRecord:
     """Build and sign the record, commit it with its details, wake the miner (acknowledge only after this)."""
     chain, identity = request.app[CHAIN], request.app[IDENTITY]
