@@ -34,7 +34,7 @@ from consensus.types import Block  # noqa: E402
 from node.genesis import Genesis, build_genesis, write_genesis  # noqa: E402
 from node.identity import NodeIdentity, init_identity  # noqa: E402
 from node.store import ChainStore  # noqa: E402
-from tests.builders import MemberKeys, make_record, mine_block  # noqa: E402
+from tests.support.builders import MemberKeys, make_record, mine_block  # noqa: E402
 
 RECORDS_PER_BLOCK = 4
 BATCH = 500

@@ -30,7 +30,7 @@ from node.config import NodeConfig  # noqa: E402
 from node.keys import NETWORK  # noqa: E402
 from node.launcher import launch_node  # noqa: E402
 from node.results import AddResult  # noqa: E402
-from tests.builders import MemberKeys, make_record  # noqa: E402
+from tests.support.builders import MemberKeys, make_record  # noqa: E402
 
 
 def emit(line: str) -> None:

@@ -34,7 +34,7 @@ from PIL import Image
 
 from node.app import CHAIN, CONFIG, IDENTITY
 from node.records import compute_image_digest, compute_patient_pseudonym, derive_record_keys
-from tests.functional.test_api_harness import (
+from tests.support.api import (
     RunningNode,
     make_node_dir,
     require_models,

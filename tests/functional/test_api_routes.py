@@ -34,7 +34,7 @@ from node.http import error_middleware
 from node.api_diagnoses import MAX_IMAGE_BYTES, read_diagnosis_form
 from node.app import CHAIN, CONFIG, IDENTITY, MINER
 from node.launcher import bind_listener
-from tests.functional.test_api_harness import RunningNode, make_node_dir, running_node, wait_until
+from tests.support.api import RunningNode, make_node_dir, running_node, wait_until
 
 API = "/api/v1"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.test_api_harness import make_node_dir, require_models, running_node, sample_image
+from tests.support.api import make_node_dir, require_models, running_node, sample_image
 
 CHROMIUM = Path(os.environ.get("LUNGLEDGER_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

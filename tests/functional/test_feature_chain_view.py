@@ -22,8 +22,8 @@ import aiohttp
 
 from consensus.builders import compute_block_meta
 from consensus.types import Block
-from tests.builders import make_member, mine_block
-from tests.functional.framework import TestNetwork
+from tests.support.builders import make_member, mine_block
+from tests.support.network import TestNetwork
 
 ROUNDS = 40
 FIRST_SLICE = 10

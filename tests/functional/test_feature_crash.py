@@ -26,7 +26,7 @@ from node.store import ChainStore
 from node.verify import verify_best_chain
 
 KILLS = 20
-WORKER = Path(__file__).with_name("crash_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "support" / "crash_worker.py"
 
 
 def run_until_killed(data_dir: Path, run_seconds: float) -> list[bytes]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from consensus.builders import compute_block_meta
 from harness.util import wait_until_async
-from tests.builders import make_member, mine_block
-from tests.functional.framework import TestNetwork
+from tests.support.builders import make_member, mine_block
+from tests.support.network import TestNetwork
 
 DIFFICULTY = 3
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.functional.framework import TestNetwork, connect_all, sync_blocks, wait_for_records
+from tests.support.network import TestNetwork, connect_all, sync_blocks, wait_for_records
 
 RECORDS_PER_NODE = 3
 

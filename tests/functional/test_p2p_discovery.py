@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.functional.framework import TestNetwork, sync_blocks, wait_for_records, wait_until
+from tests.support.network import TestNetwork, sync_blocks, wait_for_records, wait_until
 
 
 async def test_peer_exchange_and_reconnect(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from network.messages import Announce, Blocks, GetBlocks, Ping, Pong
-from tests.builders import build_branch, make_member, mine_block
-from tests.functional.framework import FakePeer, TestNetwork, connect_nodes, sync_blocks, wait_until
+from tests.support.builders import build_branch, make_member, mine_block
+from tests.support.network import FakePeer, TestNetwork, connect_nodes, sync_blocks, wait_until
 
 
 async def test_block_is_not_announced_back_to_its_announcer(tmp_path: Path) -> None:

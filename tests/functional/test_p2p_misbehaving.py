@@ -23,8 +23,8 @@ from consensus.pow import is_pow_valid
 from consensus.types import Block
 from network.constants import MAX_FRAME_BYTES
 from network.messages import Announce, Blocks, GetBlocks
-from tests.builders import MemberKeys, make_member, mine_block
-from tests.functional.framework import FakePeer, TestNetwork, TestNode, connect_nodes, sync_blocks, wait_for_records, wait_until
+from tests.support.builders import MemberKeys, make_member, mine_block
+from tests.support.network import FakePeer, TestNetwork, TestNode, connect_nodes, sync_blocks, wait_for_records, wait_until
 
 
 def bad_pow_block(node: TestNode, member: MemberKeys) -> Block:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.functional.framework import (
+from tests.support.network import (
     TestNetwork, connect_all, connect_nodes, disconnect_nodes, sync_blocks, wait_for_records, wait_until,
 )
 

@@ -26,7 +26,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from tests.conftest import REPO_ROOT
 from harness.util import wait_for_node, wait_for_port_file
-from tests.functional.test_api_harness import make_node_dir, models_dir
+from tests.support.api import make_node_dir, models_dir
 
 START_TIMEOUT_S = 60
 MAX_EXAMPLES = 25

@@ -15,7 +15,7 @@ from consensus.types import Block, DiagnosisRecord
 from consensus.validation import validate_block
 from node.results import MissingParent
 from node.store import ChainStore
-from tests.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block
+from tests.support.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block
 
 A = make_member("A", 11)
 B = make_member("B", 12)

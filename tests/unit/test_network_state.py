@@ -10,7 +10,7 @@ from network.constants import RECONNECT_BACKOFF_MAX_S, RECONNECT_BACKOFF_MIN_S
 from network.discovery import AddressBook, Backoff, parse_address
 from network.headers import HeaderTree
 from network.messages import PeerAddress
-from tests.builders import build_branch, make_chain, make_member
+from tests.support.builders import build_branch, make_chain, make_member
 
 
 def test_ban_expires_and_own_host_is_exempt() -> None:
@@ -96,7 +96,7 @@ def test_one_injected_clock_drives_bans_backoff_and_sync() -> None:
 
     from network.constants import BAN_DURATION_S
     from network.service import NetworkSettings, PeerNetwork
-    from tests.builders import make_chain, make_member
+    from tests.support.builders import make_chain, make_member
 
     member = make_member("Clocked", 91)
     params, genesis = make_chain([member])

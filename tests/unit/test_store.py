@@ -13,7 +13,7 @@ from consensus.types import Block
 from node.results import DuplicateBlock, MissingParent
 from node.store import ChainStore, StoreCorrupt
 from node.verify import verify_best_chain
-from tests.builders import GENESIS_TIME_MS, MemberKeys, make_chain, make_member, make_record, mine_block, resign
+from tests.support.builders import GENESIS_TIME_MS, MemberKeys, make_chain, make_member, make_record, mine_block, resign
 
 A, B, C, D = (make_member(name, seed) for seed, name in enumerate("ABCD", start=21))
 NOW = GENESIS_TIME_MS + 10**10

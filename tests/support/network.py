@@ -44,7 +44,7 @@ from node.identity import NodeIdentity, init_identity
 from node.launcher import LaunchedNode, launch_node
 from node.miner import Miner
 from node.store import ChainStore
-from tests.builders import MemberKeys, make_record
+from tests.support.builders import MemberKeys, make_record
 
 DEFAULT_TIMEOUT_S = 30.0
 # Re-exported for the tests: one implementation of each (harness/util.py).
@@ -289,7 +289,7 @@ class FakePeer:
 
 def build_chain(network: TestNetwork, miner: TestNode, count: int) -> list[Block]:
     """``count`` valid blocks on the network's genesis, mined by ``miner``'s key, 1 s apart."""
-    from tests.builders import build_branch
+    from tests.support.builders import build_branch
 
     assert network.genesis is not None
     return build_branch(network.genesis.block, 0, miner.member, count, difficulty=network.genesis.params.difficulty)

@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from node.app import CHAIN, IDENTITY, MINER  # noqa: E402
 from node.config import NodeConfig  # noqa: E402
 from node.launcher import launch_node  # noqa: E402
-from tests.builders import MemberKeys, make_record  # noqa: E402
+from tests.support.builders import MemberKeys, make_record  # noqa: E402
 
 
 async def main(data_dir: Path, port: int) -> None:
