@@ -18,6 +18,7 @@ SIGTERM. Run it again with the same DIR to continue the same chain.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import logging
@@ -64,17 +65,11 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
 
 
 def command_node(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from node.app import create_app
+    from node.launcher import serve_until_signalled
 
     config = node_config_from_args(args)
     logging.basicConfig(level=config.log_level, format=f"%(asctime)s {config.port} %(name)s %(levelname)s %(message)s")
-    from node.p2p import get_server_ssl_context
-
-    app = create_app(config)
-    web.run_app(app, host=config.host, port=config.port, print=None, handle_signals=True, shutdown_timeout=5,
-                ssl_context=get_server_ssl_context(app))
+    asyncio.run(serve_until_signalled(config))
     return 0
 
 
@@ -138,13 +133,11 @@ def choose_plugin(no_diagnostics: bool) -> bool:
         log.warning("no model at %s: nodes run relay-only (train and export the models to enable diagnoses)", model)
         return False
     try:
-        available = hasattr(importlib.import_module("diagnostics"), "load_plugin")
+        importlib.import_module("diagnostics")
     except ImportError as error:
         log.warning("cannot import diagnostics (%s): nodes run relay-only", error)
         return False
-    if not available:
-        log.warning("diagnostics.load_plugin is not available yet: nodes run relay-only")
-    return available
+    return True
 
 
 def testnet_command(root: Path, index: int, count: int, base_port: int, genesis: Path, diagnostics: bool) -> list[str]:

@@ -26,7 +26,7 @@ from consensus.crypto import BLOCK_DOMAIN, RECORD_DOMAIN, is_signature_valid  # 
 from consensus.merkle import compute_merkle_root  # noqa: E402
 from consensus.types import Block  # noqa: E402
 from node.store import ChainStore  # noqa: E402
-from tests.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block  # noqa: E402
+from tests.support.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block  # noqa: E402
 
 RECORDS_PER_BLOCK = 4
 

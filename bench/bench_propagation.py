@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.p2p_cluster import Worker, free_port, start_worker, stop_workers  # noqa: E402
+from bench.p2p_cluster import Worker, start_worker, stop_workers  # noqa: E402
 from node.genesis import build_genesis, write_genesis  # noqa: E402
 from node.identity import init_identity  # noqa: E402
 
@@ -47,12 +47,10 @@ async def start_cluster(root: Path, count: int, difficulty: int) -> list[Worker]
     identities = [init_identity(root / f"node{i}", f"Hospital {i}") for i in range(count)]
     genesis = root / "genesis.json"
     write_genesis(genesis, build_genesis("bench", [i.member for i in identities], int(time.time() * 1000) - 60_000, difficulty))
-    ports = [free_port() for _ in range(count)]
     edges = compute_edges(count)
-    workers = await asyncio.gather(*(
-        start_worker(i, root / f"node{i}", genesis, ports[i], [ports[j] for a, j in edges if a == i])
-        for i in range(count)
-    ))
+    workers = await asyncio.gather(*(start_worker(i, root / f"node{i}", genesis, []) for i in range(count)))
+    for a, b in edges:
+        await workers[a].command(f"connect 127.0.0.1:{workers[b].port}")
     degree = {i: sum(1 for edge in edges if i in edge) for i in range(count)}
     async with asyncio.timeout(60):
         while True:

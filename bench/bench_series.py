@@ -91,7 +91,7 @@ async def bench_series(plugin: Any, received: list[ReceivedInstance]) -> tuple[f
 async def bench_stow(instances: list[bytes], root: Path) -> dict[str, Any]:
     import aiohttp
 
-    from tests.functional.test_api_harness import make_node_dir, running_node
+    from tests.support.api import make_node_dir, running_node
 
     section = {"max_series_instances": len(instances)}
     async with running_node(make_node_dir(root), plugin="mobilenetv2", hospital=section) as node:

@@ -28,13 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.p2p_cluster import free_port, start_worker, stop_workers  # noqa: E402
+from bench.p2p_cluster import start_worker, stop_workers  # noqa: E402
 from consensus.builders import compute_block_meta  # noqa: E402
 from consensus.types import Block  # noqa: E402
 from node.genesis import Genesis, build_genesis, write_genesis  # noqa: E402
 from node.identity import NodeIdentity, init_identity  # noqa: E402
 from node.store import ChainStore  # noqa: E402
-from tests.builders import MemberKeys, make_record, mine_block  # noqa: E402
+from tests.support.builders import MemberKeys, make_record, mine_block  # noqa: E402
 
 RECORDS_PER_BLOCK = 4
 BATCH = 500
@@ -68,11 +68,10 @@ def local_pass(genesis: Genesis, encoded: list[bytes], path: Path, own_id: bytes
 
 
 async def network_pass(root: Path, genesis_path: Path, servers: int, count: int) -> float:
-    ports = [free_port() for _ in range(servers + 1)]
-    workers = [await start_worker(i, root / f"node{i}", genesis_path, ports[i], []) for i in range(servers)]
+    workers = [await start_worker(i, root / f"node{i}", genesis_path, []) for i in range(servers)]
     try:
         started = time.time_ns()
-        syncer = await start_worker(servers, root / f"node{servers}", genesis_path, ports[servers], ports[:servers])
+        syncer = await start_worker(servers, root / f"node{servers}", genesis_path, [w.port for w in workers])
         workers.append(syncer)
         async with asyncio.timeout(1800):
             while not any(height >= count for height, _, _ in syncer.best.values()):

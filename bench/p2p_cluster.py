@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 WORKER = Path(__file__).resolve().parent / "p2p_worker.py"
 START_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -50,17 +43,19 @@ class Worker:
                 await self.replies.put(line)
 
 
-async def start_worker(index: int, data_dir: Path, genesis: Path, port: int, peers: list[int]) -> Worker:
-    arguments = [str(WORKER), "--data-dir", str(data_dir), "--genesis", str(genesis), "--port", str(port)]
+async def start_worker(index: int, data_dir: Path, genesis: Path, peers: list[int]) -> Worker:
+    """Start a worker on a port of its own choosing (port 0 through the node launcher) and read it back."""
+    arguments = [str(WORKER), "--data-dir", str(data_dir), "--genesis", str(genesis)]
     for peer_port in peers:
         arguments += ["--peer", f"127.0.0.1:{peer_port}"]
     process = await asyncio.create_subprocess_exec(sys.executable, *arguments, stdin=asyncio.subprocess.PIPE,
                                                    stdout=asyncio.subprocess.PIPE)
-    worker = Worker(index, port, process)
+    worker = Worker(index, 0, process)
     asyncio.get_running_loop().create_task(worker.read_events())
     async with asyncio.timeout(START_TIMEOUT_S):
-        while (await worker.replies.get()) != "READY":
+        while not (line := await worker.replies.get()).startswith("READY "):
             pass
+    worker.port = int(line.split()[1])
     return worker
 
 

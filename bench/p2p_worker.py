@@ -1,12 +1,14 @@
 """One benchmark node in its own process, driven over stdin/stdout.
 
-    python bench/p2p_worker.py --data-dir D --genesis G --port P [--peer H:P ...]
+    python bench/p2p_worker.py --data-dir D --genesis G [--port P] [--peer H:P ...]
 
-Prints ``READY`` once serving, then ``BEST <hash> <height> <time_ns> <source>``
+Started through the node launcher (port 0 by default: the kernel picks it).
+Prints ``READY <port>`` once serving, then ``BEST <hash> <height> <time_ns> <source>``
 each time the best tip changes. Commands on stdin: ``mine`` (add a signed
-record and wake the miner), ``peers`` (prints ``PEERS <n>``), ``stats``
-(prints ``STATS <frames sent>``), ``quit``. Peer links use TLS unless the
-environment sets ``P2P_WORKER_TLS=0`` (to measure what TLS costs).
+record and wake the miner), ``connect <host:port>`` (dial a peer), ``peers``
+(prints ``PEERS <n>``), ``stats`` (prints ``STATS <frames sent>``), ``quit``.
+Peer links use TLS unless the environment sets ``P2P_WORKER_TLS=0`` (to
+measure what TLS costs).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiohttp import web  # noqa: E402
 
-from node.app import CHAIN, IDENTITY, MINER, create_app  # noqa: E402
+from node.app import CHAIN, IDENTITY, MINER  # noqa: E402
 from node.config import NodeConfig  # noqa: E402
-from node.p2p import NETWORK, get_server_ssl_context  # noqa: E402
-from node.store import AddResult  # noqa: E402
-from tests.builders import MemberKeys, make_record  # noqa: E402
+from node.keys import NETWORK  # noqa: E402
+from node.launcher import launch_node  # noqa: E402
+from node.results import AddResult  # noqa: E402
+from tests.support.builders import MemberKeys, make_record  # noqa: E402
 
 
 def emit(line: str) -> None:
@@ -52,39 +55,40 @@ async def handle_commands(app: web.Application) -> None:
             emit(f"PEERS {len(app[NETWORK].peers)}")
         elif line == "stats":
             emit(f"STATS {app[NETWORK].frames_sent}")
+        elif line.startswith("connect "):
+            host, _, port = line.split()[1].rpartition(":")
+            await app[NETWORK].connect(host, int(port))
         elif line == "quit":
             return
 
 
 async def run(config: NodeConfig) -> None:
-    app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
-    await runner.setup()
-    await web.TCPSite(runner, config.host, config.port, ssl_context=get_server_ssl_context(app)).start()
+    node = await launch_node(config)
+    app = node.app
     chain = app[CHAIN]
 
     async def on_blocks(results: Sequence[AddResult], source: Any) -> None:
-        if any(r.became_best for r in results):
-            tip = chain.store.tip
+        if any(r.on_best_chain for r in results):
+            tip = chain.view.tip
             emit(f"BEST {tip.block_hash.hex()} {tip.height} {time.time_ns()} {source if isinstance(source, str) else 'peer'}")
 
     chain.listeners.append(on_blocks)
-    emit("READY")
+    emit(f"READY {node.config.port}")
     try:
         await handle_commands(app)
     finally:
-        await runner.cleanup()
+        await node.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--genesis", required=True)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--peer", action="append", default=[])
     parser.add_argument("--log-level", default=os.environ.get("P2P_WORKER_LOG", "WARNING"))
     args = parser.parse_args()
-    logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.port} %(name)s %(message)s")
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s {Path(args.data_dir).name} %(name)s %(message)s")
     config = NodeConfig(data_dir=Path(args.data_dir), port=args.port, genesis_path=Path(args.genesis),
                         peers=tuple(args.peer), plugin="none", outbound_peers=0, log_level=args.log_level,
                         tls=os.environ.get("P2P_WORKER_TLS", "1") != "0")

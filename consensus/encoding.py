@@ -17,7 +17,8 @@ from consensus.errors import ValidationError
 
 def pack(value: Any) -> bytes:
     """Encode a tree of ints, bytes, str, bool, None and lists canonically."""
-    return msgpack.packb(value, use_bin_type=True, strict_types=False)
+    packed: bytes = msgpack.packb(value, use_bin_type=True, strict_types=False)
+    return packed
 
 
 def unpack(data: bytes, max_bytes: int) -> Any:

@@ -35,6 +35,7 @@ class ForkSide:
 class ForkDecision:
     switch: bool
     deep: bool
+    decisive: bool = False  # deep, and one side has more distinct miners: the loser can only fall further behind
 
 
 def compute_tie_key(block_hash: bytes) -> bytes:
@@ -57,4 +58,5 @@ def on_candidate_tip(current: ForkSide, candidate: ForkSide, max_reorg_depth: in
     """Decide whether the candidate tip replaces the current best tip."""
     deep = is_deep_fork(current, candidate, max_reorg_depth)
     better = compute_fork_key(candidate, deep) > compute_fork_key(current, deep)
-    return ForkDecision(switch=better, deep=deep)
+    decisive = deep and candidate.distinct_miners != current.distinct_miners
+    return ForkDecision(switch=better, deep=deep, decisive=decisive)

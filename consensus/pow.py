@@ -9,11 +9,6 @@ from consensus.encoding import pack
 from consensus.types import MAX_NONCE, BlockHeader
 
 
-def compute_work(difficulty: int) -> int:
-    """Expected hashes to find a block: 16 ** difficulty."""
-    return 16**difficulty
-
-
 def is_pow_valid(block_hash: bytes, difficulty: int) -> bool:
     return block_hash.hex().startswith("0" * difficulty)
 

@@ -217,7 +217,7 @@ class BlockHeader:
 
     @property
     def work(self) -> int:
-        return 16**self.difficulty
+        return int(16**self.difficulty)
 
     @classmethod
     def from_fields(cls, value: Any) -> BlockHeader:

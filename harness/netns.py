@@ -21,6 +21,7 @@ manager). Needs root (CI runs as root).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -230,10 +231,8 @@ class NetnsTestnet:
     # -------------------------------------------------------------- teardown
     def close(self) -> None:
         for host in self.hosts:
-            try:
+            with contextlib.suppress(OSError):
                 self.stop_node(host.index)
-            except OSError:
-                pass
         self._remove_network()
 
     def _remove_network(self) -> None:

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -63,6 +64,27 @@ def make_self_signed_client_context() -> ssl.SSLContext:
 
 
 OWN_NODE_TLS = make_self_signed_client_context()
+
+
+def wait_for_port_file(data_dir: Path, process: subprocess.Popen[Any] | None, timeout: float,
+                       what: str = "the node") -> int:
+    """The port a node started with port 0 bound, read from ``<data_dir>/port`` (node/launcher.py writes it).
+
+    Remove a stale file before starting the node.
+    """
+    ports: list[int] = []
+
+    def written() -> bool:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before binding")
+        try:
+            ports.append(int((data_dir / "port").read_text().strip()))
+        except (FileNotFoundError, ValueError):
+            return False
+        return True
+
+    wait_until(written, timeout, f"{what} to write its port")
+    return ports[-1]
 
 
 def get_status(url: str, timeout: float = 2.0) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from consensus.blocktree import ChainView
 from consensus.errors import ValidationError
 from consensus.types import Block, ChainParams
 
@@ -19,7 +20,7 @@ FailureKind = Literal["invalid", "missing-parent", "duplicate"]
 class AcceptedBlock:
     block_hash: bytes
     height: int
-    became_best: bool
+    tip_changed: bool  # the best tip moved (to this block or, by its arrival, to another branch): announce it
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class ChainBackend(Protocol):
 
     @property
     def params(self) -> ChainParams: ...
+
+    @property
+    def view(self) -> ChainView:
+        """The chain as of its last commit (immutable): read it once where two values must agree."""
+        ...
 
     @property
     def tip_hash(self) -> bytes: ...

@@ -80,6 +80,7 @@ class BanList:
                 if ban.key.startswith("member:") and ban.until > now}
 
     def unban_all(self) -> None:
+        """Lift every ban (tests/functional/test_p2p_rate_limits.py, between rounds of one flooding member)."""
         self.bans.clear()
 
     def to_records(self) -> list[dict[str, object]]:

@@ -22,12 +22,13 @@ class Gossip:
         self.announcements_sent = 0
 
     async def on_accepted(self, accepted: Sequence[AcceptedBlock], source: Any) -> None:
-        if not any(block.became_best for block in accepted):
+        if not any(block.tip_changed for block in accepted):
             return
         self.announce_tip()
 
     def announce_tip(self) -> None:
-        tip_hash, height = self.backend.tip_hash, self.backend.height
+        view = self.backend.view
+        tip_hash, height = view.tip_hash, view.height
         for peer in self.get_peers():
             if not peer.knows(tip_hash):
                 peer.mark_known(tip_hash)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType
@@ -74,7 +75,7 @@ class Peer:
     """An authenticated session with one member's node."""
 
     def __init__(self, channel: FrameChannel, hello: Hello, direction: Direction, host: str, name: str,
-                 dial_port: int | None = None) -> None:
+                 dial_port: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.channel = channel
         self.member_id = hello.member_id
         self.name = name
@@ -83,13 +84,13 @@ class Peer:
         self.listen_port = dial_port if dial_port is not None else hello.listen_port
         self.best_height = hello.best_height
         self.user_agent = hello.user_agent
-        self.connected_at = time.monotonic()
+        self.connected_at = clock()
         self.known: OrderedDict[bytes, None] = OrderedDict()
         self.in_flight: set[bytes] = set()
         self.headers_requested_at: float | None = None
         self.unconnecting_headers = 0
         self.ping_nonce: int | None = None
-        self.ping_sent_at = time.monotonic()
+        self.ping_sent_at = clock()
         self.ping_ms: float | None = None
         self.closing: str | None = None
         self.channel_bound = False  # set when TLS proves the link is this member's end to end

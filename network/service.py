@@ -65,24 +65,26 @@ class NetworkSettings:
 
 class PeerNetwork:
     def __init__(self, backend: ChainBackend, private_key: Ed25519PrivateKey, member_id: bytes,
-                 settings: NetworkSettings) -> None:
+                 settings: NetworkSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` (monotonic seconds) drives every timeout, ban and back-off: tests pass their own."""
         self.backend = backend
+        self.clock = clock
         self.settings = settings
         self.local = LocalIdentity(private_key, member_id, backend.chain_id, backend.params, settings.listen_port)
         self.peers: dict[bytes, Peer] = {}
         self.no_sessions = asyncio.Event()
         self.no_sessions.set()
         exempt = LOOPBACK_HOSTS if settings.listen_host in WILDCARD_HOSTS else (settings.listen_host,)
-        self.bans = BanList(exempt_hosts=exempt)
+        self.bans = BanList(exempt_hosts=exempt, clock=clock)
         self.ban_listeners: list[Callable[[str], None]] = []  # called with each ban's reason
-        self.book = AddressBook(member_id, lambda m: m in backend.params.members_by_id)
+        self.book = AddressBook(member_id, lambda m: m in backend.params.members_by_id, clock)
         for text in settings.bootstrap:
             self.book.add_bootstrap(parse_address(text))
         self.bootstrap_members: dict[Address, bytes] = {}
         self.dialing: set[Address] = set()
         self.flood_offences: dict[bytes, int] = {}  # member id -> floods so far (the back-off doubles per repeat)
         self.admission = HandshakeAdmission(self.bans, self.book.get_member_hosts)
-        self.sync = BlockSync(backend, self.get_peers, self.punish)
+        self.sync = BlockSync(backend, self.get_peers, self.punish, clock)
         self.gossip = Gossip(backend, self.get_peers)
         self.frames_sent_closed = 0
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -224,7 +226,7 @@ class PeerNetwork:
             if dialed is not None:
                 self.bootstrap_members[dialed] = hello.member_id
             name = self.backend.params.members_by_id[hello.member_id].name
-            peer = Peer(channel, hello, direction, host, name, dialed[1] if dialed else None)
+            peer = Peer(channel, hello, direction, host, name, dialed[1] if dialed else None, self.clock)
             peer.channel_bound = binding.is_bound
             self._register(peer)
         except ProtocolViolation as violation:
@@ -325,7 +327,7 @@ class PeerNetwork:
 
     def _is_within_rate(self, peer: Peer, message: Message) -> bool:
         """Drop what is past the peer's rate for its type; a peer that keeps flooding is cut off for a while."""
-        if peer.limiter.allow(message.TYPE, time.monotonic()):
+        if peer.limiter.allow(message.TYPE, self.clock()):
             return True
         if peer.limiter.throttled == 1:
             log.warning("throttling peer %s %s: %s messages past their rate", peer.member_id.hex()[:8], peer.name,
@@ -368,7 +370,7 @@ class PeerNetwork:
 
     async def _on_pong(self, peer: Peer, message: Pong) -> None:
         if message.nonce == peer.ping_nonce:
-            peer.ping_ms = (time.monotonic() - peer.ping_sent_at) * 1000
+            peer.ping_ms = (self.clock() - peer.ping_sent_at) * 1000
             peer.ping_nonce = None
 
     async def _on_handshake_again(self, peer: Peer, message: Message) -> None:
@@ -377,7 +379,7 @@ class PeerNetwork:
     # ------------------------------------------------------------ housekeeping
     async def _tick_loop(self) -> None:
         while True:
-            self.tick(time.monotonic())
+            self.tick(self.clock())
             await asyncio.sleep(TICK_INTERVAL_S)
 
     def tick(self, now: float) -> None:
@@ -420,7 +422,7 @@ class PeerNetwork:
             {
                 "peer_id": peer.member_id.hex(), "name": peer.name, "address": peer.address,
                 "height": peer.best_height, "direction": peer.direction,
-                "connected_s": round(time.monotonic() - peer.connected_at, 1),
+                "connected_s": round(self.clock() - peer.connected_at, 1),
                 "ping_ms": None if peer.ping_ms is None else round(peer.ping_ms, 2),
                 "frames_sent": peer.frames_sent, "frames_received": peer.channel.frames_received,
             }

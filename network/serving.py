@@ -12,7 +12,7 @@ from network.peer import Peer
 
 async def send_blocks(peer: Peer, backend: ChainBackend, hashes: Sequence[bytes]) -> None:
     found = await backend.get_blocks(hashes)
-    missing = tuple(h for h, raw in zip(hashes, found) if raw is None)
+    missing = tuple(h for h, raw in zip(hashes, found, strict=False) if raw is None)
     chunk: list[bytes] = []
     size = 0
     for raw in found:

@@ -67,8 +67,10 @@ class Received:
 
 
 class BlockSync:
-    def __init__(self, backend: ChainBackend, get_peers: Callable[[], Sequence[Peer]], punish: Punish) -> None:
+    def __init__(self, backend: ChainBackend, get_peers: Callable[[], Sequence[Peer]], punish: Punish,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.backend = backend
+        self.clock = clock
         self.params = backend.params
         self.get_peers = get_peers
         self.punish = punish
@@ -80,7 +82,7 @@ class BlockSync:
         self.wakeup = asyncio.Event()
         self.blocks_connected = 0
         self.blocks_received_from: Counter[bytes] = Counter()
-        self.progress_logged_at = time.monotonic()
+        self.progress_logged_at = clock()
         # Blocks refused here, before they reach the chain (header checks), by reason code.
         self.rejection_listeners: list[Callable[[str], None]] = []
         self.progress_logged_blocks = 0
@@ -90,11 +92,11 @@ class BlockSync:
         locator = self.backend.get_locator()
         if start is not None and start not in locator:
             locator = [start, *locator]
-        peer.headers_requested_at = time.monotonic()
+        peer.headers_requested_at = self.clock()
         peer.send(GetHeaders(tuple(locator[:MAX_LOCATOR_HASHES - 1] + locator[-1:])))
 
     def request_blocks(self, peer: Peer, hashes: Sequence[bytes]) -> None:
-        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        deadline = self.clock() + REQUEST_TIMEOUT_S
         for block_hash in hashes:
             self.in_flight[block_hash] = InFlight(peer.member_id, deadline)
             peer.in_flight.add(block_hash)
@@ -314,7 +316,7 @@ class BlockSync:
 
     def _log_progress(self) -> None:
         """While behind: a line at the first batch, then one every few seconds (blocks, percent, rate)."""
-        now = time.monotonic()
+        now = self.clock()
         elapsed = now - self.progress_logged_at
         best_known = self.get_best_known_height()
         first = self.progress_logged_blocks == 0

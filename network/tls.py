@@ -194,7 +194,7 @@ def _operator_context(cert: Path, key: Path | None, p2p_server: ssl.SSLContext, 
         if server_name == P2P_SERVER_NAME:
             ssl_object.context = p2p_server
 
-    context.sni_callback = choose  # type: ignore[assignment]
+    context.sni_callback = choose
     return context
 
 

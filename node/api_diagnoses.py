@@ -11,30 +11,16 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from consensus.types import DiagnosisRecord
-from diagnostics.errors import DiagnosisError
+from diagnostics.errors import DiagnosisError, get_http_status
 from diagnostics.plugin import DiagnosticPlugin
+from diagnostics.result import DiagnosisResult
 from diagnostics.risk import RiskFactors
-from node.api import (
-    ApiError,
-    get_chain_store,
-    get_metrics,
-    json_reply,
-    parse_hex,
-    parse_int,
-    require_token,
-)
-from node.api_chain import chain_status_json, gather_evidence, record_json
-from node.app import CHAIN, IDENTITY, MINER, PLUGIN
-from node.auth import get_principal
-from node.records import (
-    RecordError,
-    RecordKeys,
-    build_record,
-    normalise_patient_ref,
-    parse_details,
-)
 from node.chain import ChainService
-from node.store import ChainStore
+from node.auth import get_principal
+from node.http import API_PREFIX, ApiError, json_reply, parse_hex, parse_int, require_token
+from node.keys import CHAIN, DIAGNOSIS_SLOTS, IDENTITY, METRICS, MINER, PLUGIN, RECORD_KEYS
+from node.records import RecordError, build_record, derive_record_keys, normalise_patient_ref, parse_details
+from node.views import chain_status_json, record_json
 
 # Request limits (explicit; aiohttp's client_max_size does not cover streamed multipart).
 MAX_UPLOAD_BYTES = 40 * 1024 * 1024  # whole multipart body
@@ -42,22 +28,11 @@ MAX_IMAGE_BYTES = 20 * 1024 * 1024  # one image part
 MAX_FIELD_BYTES = 1024  # one text field
 MAX_PARTS = 8
 MAX_CONCURRENT_DIAGNOSES = 16
-BLOCKS_DEFAULT_LIMIT = 20
-BLOCKS_MAX_LIMIT = 100
 WAIT_DEFAULT_S = 30.0
 WAIT_MAX_S = 120.0
-MAX_HEIGHT_DIGITS = 12
 IMAGE_FIELDS = ("xray", "ct")
 TEXT_FIELDS = ("age", "smoking", "family_history", "patient_ref")
 
-# Plug-in reason codes -> HTTP status; any other DiagnosisError is 422.
-DIAGNOSIS_STATUS = {
-    "bad-risk-factor": 400, "no-image": 400, "bad-modality": 400, "bad-patient-ref": 400,
-    "file-too-large": 413, "too-many-pixels": 413, "unsupported-format": 415,
-    "bad-config": 503, "bad-model-card": 503, "model-mismatch": 503, "decode-busy": 503,
-}
-DIAGNOSIS_SLOTS = web.AppKey("diagnosis_slots", asyncio.Semaphore)
-RECORD_KEYS = web.AppKey("record_keys", RecordKeys)
 
 
 # ------------------------------------------------------------- diagnosis routes
@@ -121,7 +96,7 @@ async def read_form_part(part: BodyPartReader, images: dict[str, bytes], fields:
 
 
 def diagnosis_error(error: DiagnosisError | RecordError) -> ApiError:
-    return ApiError(DIAGNOSIS_STATUS.get(error.code, 422), error.code, error.message)
+    return ApiError(get_http_status(error.code), error.code, error.message)
 
 
 def require_plugin(request: web.Request) -> DiagnosticPlugin:
@@ -132,7 +107,7 @@ def require_plugin(request: web.Request) -> DiagnosticPlugin:
     return plugin
 
 
-async def run_diagnosis(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes], str | None]:
+async def run_diagnosis(request: web.Request) -> tuple[DiagnosisResult, dict[str, bytes], str | None]:
     """Parse the upload and run the plug-in; refusals become 4xx errors."""
     plugin = require_plugin(request)
     images, fields = await read_diagnosis_form(request)
@@ -143,7 +118,7 @@ async def run_diagnosis(request: web.Request) -> tuple[dict[str, Any], dict[str,
         result = await plugin.diagnose_async(images, risk)
     except (DiagnosisError, RecordError) as error:
         raise diagnosis_error(error) from None
-    return result.to_dict(), images, patient_ref
+    return result, images, patient_ref
 
 
 def check_diagnosis_request(request: web.Request) -> tuple[str, float]:
@@ -157,7 +132,7 @@ def check_diagnosis_request(request: web.Request) -> tuple[str, float]:
     return wait, float(timeout)
 
 
-async def store_diagnosis(request: web.Request, result: dict[str, Any], images: dict[str, bytes],
+async def store_diagnosis(request: web.Request, result: DiagnosisResult, images: dict[str, bytes],
                           patient_ref: str | None) -> DiagnosisRecord:
     """Build and sign the record, commit it with its details, wake the miner (acknowledge only after this)."""
     chain, identity = request.app[CHAIN], request.app[IDENTITY]
@@ -176,7 +151,7 @@ async def store_diagnosis(request: web.Request, result: dict[str, Any], images: 
 
 async def post_diagnosis(request: web.Request) -> web.Response:
     wait, timeout = check_diagnosis_request(request)
-    slots, metrics = request.app[DIAGNOSIS_SLOTS], get_metrics(request.app)
+    slots, metrics = request.app[DIAGNOSIS_SLOTS], request.app.get(METRICS)
     if slots.locked():
         raise ApiError(429, "busy", "too many diagnoses in progress; retry shortly", {"Retry-After": "1"})
     started = time.perf_counter()
@@ -191,52 +166,61 @@ async def post_diagnosis(request: web.Request) -> web.Response:
     if metrics is not None:
         metrics.diagnosis_seconds.observe(time.perf_counter() - started)
         metrics.diagnoses.labels(outcome="recorded").inc()
-    chain, store = get_chain_store(request)
+    chain = request.app[CHAIN]
     if wait == "mined":
-        await wait_until_mined(chain, store, record.record_id, timeout)
-    body = await chain.run(read_diagnosis, store, record.record_id)
+        await wait_until_mined(chain, record.record_id, timeout)
+    body = await read_diagnosis(chain, record.record_id)
     body["wait"] = {"requested": wait or None, "timed_out": bool(wait) and body["status"] != "mined"}
     return json_reply(body, status=202)
 
 
-async def wait_until_mined(chain: ChainService, store: ChainStore, record_id: bytes, timeout: float) -> bool:
-    """Bounded wait until the record is on the best chain (checked on the DB thread after each tip change)."""
+async def wait_until_mined(chain: ChainService, record_id: bytes, timeout: float) -> bool:
+    """Bounded wait until the record is on the best chain (checked on the chain thread after each tip change)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        tip = store.tip.block_hash
-        if await chain.run(store.get_record_location, record_id) is not None:
+        tip = chain.view.tip_hash
+        if await chain.is_record_on_best_chain(record_id):
             return True
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             return False
-        await chain.wait_for(lambda: store.tip.block_hash != tip, remaining)
+        await chain.wait_for(functools.partial(is_tip_moved, chain, tip), remaining)
 
 
-def read_diagnosis(store: ChainStore, record_id: bytes) -> dict[str, Any]:
-    """On the chain thread: stored result + chain status for one of our records."""
-    data = store.get_details(record_id)
-    if data is None:
+def is_tip_moved(chain: ChainService, tip: bytes) -> bool:
+    return chain.view.tip_hash != tip
+
+
+async def read_diagnosis(chain: ChainService, record_id: bytes) -> dict[str, Any]:
+    """Stored result + chain status for one of our records."""
+    lookup = await chain.get_record_evidence(record_id)
+    evidence = lookup.evidence
+    if evidence.details is None:
         raise ApiError(404, "diagnosis-not-found", f"this node holds no diagnosis {record_id.hex()}")
     try:
-        details = parse_details(data)
+        details = parse_details(evidence.details)
     except RecordError as error:
         raise ApiError(500, error.code, error.message) from None
-    evidence, meta, _ = gather_evidence(store, record_id)
     return {
         "record_id": record_id.hex(),
         "created_ms": details.get("created_ms"),
-        **chain_status_json(store, evidence, meta),
+        **chain_status_json(lookup.view, evidence, lookup.meta),
         "result": details.get("result"),
         "images": details.get("images"),
         "patient_pseudonym": details["commitment"].get("patient_pseudonym"),
         "operator": details["commitment"].get("operator"),
-        "record": record_json(store, evidence.record) if evidence.record else None,
+        "record": record_json(chain.params, evidence.record) if evidence.record else None,
     }
 
 
 async def get_diagnosis(request: web.Request) -> web.Response:
     require_token(request)
-    chain, store = get_chain_store(request)
     record_id = parse_hex(request.match_info["record_id"], 16, "record-id")
-    return json_reply(await chain.run(read_diagnosis, store, record_id))
+    return json_reply(await read_diagnosis(request.app[CHAIN], record_id))
 
+
+def setup_diagnosis_routes(app: web.Application) -> None:
+    app[DIAGNOSIS_SLOTS] = asyncio.Semaphore(MAX_CONCURRENT_DIAGNOSES)
+    app[RECORD_KEYS] = derive_record_keys(app[IDENTITY].private_key)
+    app.router.add_post(f"{API_PREFIX}/diagnoses", post_diagnosis)
+    app.router.add_get(f"{API_PREFIX}/diagnoses/{{record_id}}", get_diagnosis)

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.app import CHAIN
+from node.keys import CHAIN
 
 MAX_SUBSCRIBERS = 64
 QUEUE_SIZE = 8
@@ -47,7 +47,7 @@ EVENTS = web.AppKey("event_hub", EventHub)
 
 
 def tip_event(app: web.Application) -> dict[str, Any]:
-    tip = app[CHAIN].store.tip
+    tip = app[CHAIN].view.tip
     return {"height": tip.height, "tip_hash": tip.block_hash.hex(), "tip_time_ms": tip.timestamp_ms}
 
 

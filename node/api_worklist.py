@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from node.app import CHAIN, IDENTITY
+from node.chain import ChainService
+from node.keys import CHAIN, IDENTITY
 from node.auth import ACCOUNTS, Principal, get_principal
 from node.records import (
     RecordError,
@@ -27,7 +28,6 @@ from node.records import (
     compute_patient_pseudonym,
     derive_record_keys,
 )
-from node.store import ChainStore
 from node.users import MAX_PAGE
 
 API = "/api/v1"
@@ -88,10 +88,10 @@ def parse_filters(request: web.Request) -> dict[str, Any]:
     return filters
 
 
-def add_chain_positions(store: ChainStore, items: list[dict[str, Any]]) -> None:
-    """On the chain thread: where each record is now."""
-    for item in items:
-        location = store.get_record_location(bytes.fromhex(item["record_id"]))
+async def add_chain_positions(chain: ChainService, items: list[dict[str, Any]]) -> None:
+    """Where each record is now (one read on the chain thread)."""
+    locations = await chain.get_record_locations([bytes.fromhex(item["record_id"]) for item in items])
+    for item, location in zip(items, locations, strict=True):
         if location is None:
             item.update(status="pending", block_height=None, block_hash=None)
         else:
@@ -120,8 +120,7 @@ async def get_worklist(request: web.Request) -> web.Response:
         return error(400, failure.code, failure.message)
     username = None if scope == "all" else principal.username
     total, items = await asyncio.to_thread(request.app[ACCOUNTS].list_diagnoses, username, filters, offset, limit)
-    chain = request.app[CHAIN]
-    await chain.run(add_chain_positions, chain.store, items)
+    await add_chain_positions(request.app[CHAIN], items)
     return web.json_response({"scope": scope, "username": principal.username, "total": total, "offset": offset,
                               "limit": limit, "items": items})
 

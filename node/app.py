@@ -1,7 +1,9 @@
 """The node's aiohttp application factory: wiring of store, miner, network, plug-in and API.
 
-State lives in ``web.AppKey``s; background work lives in ``app.cleanup_ctx``
-(started in order, stopped in reverse).
+The root of ``node/``: it imports every part at the top and nothing in
+``node/`` imports it. State lives in ``web.AppKey``s (``node/keys.py``);
+background work lives in ``app.cleanup_ctx`` (started in order, stopped in
+reverse); each route module registers its own routes.
 """
 
 from __future__ import annotations
@@ -14,24 +16,30 @@ from typing import Any
 
 from aiohttp import web
 
-from diagnostics.plugin import DiagnosticPlugin
+from diagnostics import load_plugin
+from node.api import setup_page_routes
+from node.api_chain import setup_chain_routes
+from node.api_diagnoses import setup_diagnosis_routes
 from node.chain import ChainService
 from node.config import NodeConfig
-from node.genesis import Genesis, load_genesis
+from node.api_dicom import setup_dicom
+from node.api_events import setup_events
+from node.api_worklist import setup_worklist
+from node.auth import setup_auth
+from node.genesis import load_genesis
 from node.hardening import HANDLER_ARGS, setup_hardening
-from node.identity import NodeIdentity, load_identity
-from node.metrics import METRICS, NodeMetrics, get_metrics
+from node.hospital import setup_hospital
+from node.http import error_middleware
+from node.identity import load_identity
+from node.keys import CHAIN, CONFIG, GENESIS, IDENTITY, METRICS, MINER, NETWORK, PLUGIN
+from node.metrics import NodeMetrics
 from node.miner import Miner
-from node.store import AddResult, ChainStore
+from node.p2p import setup_p2p
+from node.results import AddResult
+from node.store import ChainStore
 
+__all__ = ["CHAIN", "CONFIG", "GENESIS", "IDENTITY", "METRICS", "MINER", "NETWORK", "PLUGIN", "create_app"]
 log = logging.getLogger("lungledger.node")
-
-CONFIG = web.AppKey("config", NodeConfig)
-IDENTITY = web.AppKey("identity", NodeIdentity)
-GENESIS = web.AppKey("genesis", Genesis)
-CHAIN = web.AppKey("chain", ChainService)
-MINER = web.AppKey("miner", Miner)
-PLUGIN: web.AppKey[DiagnosticPlugin | None] = web.AppKey("plugin")  # None: relay only
 
 
 async def chain_context(app: web.Application) -> AsyncIterator[None]:
@@ -42,8 +50,9 @@ async def chain_context(app: web.Application) -> AsyncIterator[None]:
     metrics = app[METRICS]
     chain.listeners.append(metrics.on_blocks)
     chain.rejection_listeners.append(metrics.on_rejected)
-    metrics.set_sources(height=lambda: store.height, pending=store.pending_count)
-    log.info("chain opened: height=%d tip=%s pending=%d", store.height, store.tip.block_hash.hex()[:16], store.pending_count())
+    metrics.set_sources(height=lambda: chain.view.height, pending=lambda: chain.view.pending_count)
+    view = chain.view
+    log.info("chain opened: height=%d tip=%s pending=%d", view.height, view.tip_hash.hex()[:16], view.pending_count)
     yield
     await chain.close()
 
@@ -69,8 +78,6 @@ async def plugin_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     plugin = None
     if config.plugin not in (None, "", "none"):
-        from diagnostics import load_plugin
-
         options = {"models_dir": str(config.models_dir), **config.plugin_options}
         plugin = await asyncio.to_thread(load_plugin, config.plugin, options)
         log.info("diagnostic plug-in %r loaded", config.plugin)
@@ -78,30 +85,30 @@ async def plugin_context(app: web.Application) -> AsyncIterator[None]:
         log.info("no diagnostic plug-in: relay-only node")
     app[PLUGIN] = plugin
     yield
-    close = getattr(plugin, "close", None)
-    if close is not None:
-        close()
+    if plugin is not None:
+        plugin.close()
 
 
 def create_app(config: NodeConfig) -> web.Application:
-    from node.api import error_middleware, setup_api
-    from node.hospital import setup_hospital
-    from node.p2p import setup_p2p
-
     app = web.Application(middlewares=[error_middleware], client_max_size=48 * 1024 * 1024,
                           handler_args=HANDLER_ARGS)
     app[CONFIG] = config
     app[METRICS] = NodeMetrics()
-    app.router.add_get("/metrics", get_metrics)
     app[IDENTITY] = load_identity(config.data_dir)
     app[GENESIS] = load_genesis(config.resolved_genesis_path)
     if app[IDENTITY].member_id not in app[GENESIS].params.members_by_id:
         raise ValueError(f"this node ({app[IDENTITY].member_id.hex()}) is not a member listed in the genesis file")
-    setup_hardening(app, config.data_dir, tip_source=lambda: app[CHAIN].store.tip.block_hash)
+    setup_hardening(app, config.data_dir, tip_source=lambda: app[CHAIN].view.tip_hash)
     app.cleanup_ctx.append(chain_context)
     app.cleanup_ctx.append(plugin_context)
     app.cleanup_ctx.append(miner_context)
     setup_p2p(app)
-    setup_api(app)
+    setup_page_routes(app)
+    setup_chain_routes(app)
+    setup_diagnosis_routes(app)
+    setup_auth(app)
+    setup_worklist(app)
+    setup_events(app)
+    setup_dicom(app)
     setup_hospital(app, config.hospital)
     return app

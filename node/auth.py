@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.app import CONFIG, IDENTITY
+from node.keys import CONFIG, IDENTITY
 from node.users import SESSION_MAX_MS, AccountStore, Session, User, open_account_store
 
 log = logging.getLogger("lungledger.auth")
@@ -174,9 +174,10 @@ async def audit_response(request: web.Request, principal: Principal, action: str
     if action == "diagnose" and isinstance(response, web.Response) and response.body is not None:
         reply = json.loads(bytes(response.body))  # type: ignore[arg-type]
         result = reply.get("result") or {}
-        target = reply["record_id"]
+        record_id = str(reply["record_id"])
+        target = record_id
         detail.update(label=result.get("label"), risk_level=result.get("risk_level"))
-        await asyncio.to_thread(accounts.add_diagnosis, target, principal.username,
+        await asyncio.to_thread(accounts.add_diagnosis, record_id, principal.username,
                                 int(reply.get("created_ms") or time.time() * 1000), reply.get("patient_pseudonym"),
                                 str(result.get("label")), str(result.get("risk_level")),
                                 sorted(result.get("modalities") or {}))

@@ -1,8 +1,11 @@
-"""Async façade over the chain store.
+"""Async façade over the chain store: one thread writes, everyone else reads the view.
 
 Every store call runs on one dedicated thread (SQLite connection, validation,
-fsync), never on the event loop. Listeners hear about every accepted block
-after its transaction has committed.
+fsync), never on the event loop; only this module calls the store. After each
+commit the store publishes a frozen ``ChainView`` with one reference swap;
+the API, the network backend and the miner read the chain only through
+:attr:`ChainService.view` and the typed queries below. Listeners hear about
+every accepted block after its transaction has committed.
 """
 
 from __future__ import annotations
@@ -12,15 +15,31 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from consensus.errors import ValidationError
-from consensus.types import Block, DiagnosisRecord
-from node.store import AddResult, ChainStore
+from consensus.blocktree import ChainView
+from consensus.merkle import compute_merkle_proof
+from consensus.types import Block, ChainParams, DiagnosisRecord
+from consensus.validation import BlockMeta
+from node.records import RecordEvidence
+from node.results import AddResult, BatchResult
+from node.store import ChainStore
+from node.verify import ChainReport, verify_best_chain
 
 log = logging.getLogger("lungledger.chain")
 T = TypeVar("T")
 BlockListener = Callable[[Sequence[AddResult], Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RecordLookup:
+    """What the chain thread found about one record id, and the view it was found in."""
+
+    evidence: RecordEvidence
+    view: ChainView
+    meta: BlockMeta | None = None  # the best-chain block holding it
+    position: int | None = None
 
 
 def wall_clock_ms() -> int:
@@ -29,37 +48,101 @@ def wall_clock_ms() -> int:
 
 class ChainService:
     def __init__(self, store: ChainStore, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
-        self.store = store
+        self._store = store
+        self.params: ChainParams = store.params
+        self.genesis: Block = store.genesis
         self.clock_ms = clock_ms
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-db")
         self.listeners: list[BlockListener] = []
         self.rejection_listeners: list[Callable[[str], None]] = []
         self.tip_changed = asyncio.Condition()
 
-    async def run(self, function: Callable[..., T], *args: Any) -> T:
+    @property
+    def view(self) -> ChainView:
+        """The best chain as of the last commit (immutable; read it once per decision)."""
+        return self._store.view
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, function, *args)
 
-    async def add_blocks(self, blocks: Sequence[Block], source: Any = None) -> list[AddResult]:
-        """Validate and store; raises the first block's error after committing the good ones."""
-        try:
-            results = await self.run(self.store.add_blocks, blocks, self.clock_ms())
-        except BaseException as error:
-            partial = getattr(error, "partial_results", None)
-            if partial:
-                await self._announce(partial, source)
-            if isinstance(error, ValidationError):
-                log.warning("rejected block from %s: %s", source, error)
-                for reject in self.rejection_listeners:
-                    reject(error.code)
-            raise
-        await self._announce(results, source)
-        return results
+    # ----------------------------------------------------------------- writes
+    async def add_blocks(self, blocks: Sequence[Block], source: Any = None) -> BatchResult:
+        """Validate and store; the committed prefix is announced, the first failure reported."""
+        result = await self._run(self._store.add_blocks, blocks, self.clock_ms())
+        if result.accepted:
+            await self._announce(result.accepted, source)
+        if result.error is not None:
+            log.warning("rejected block from %s: %s", source, result.error)
+            for reject in self.rejection_listeners:
+                reject(result.error.code)
+        return result
 
     async def add_pending_record(self, record: DiagnosisRecord, details: bytes | None = None) -> None:
         """Durably queue one of our records; returns after the commit (safe to acknowledge)."""
-        await self.run(self.store.add_pending_record, record, details)
+        await self._run(self._store.add_pending_record, record, details)
 
+    # ---------------------------------------------------------------- queries
+    async def get_block(self, block_hash: bytes) -> Block | None:
+        blocks = await self.get_blocks([block_hash])
+        return blocks[0] if blocks else None
+
+    async def get_blocks(self, hashes: Sequence[bytes]) -> list[Block]:
+        """Stored blocks, in the order asked (unknown ones skipped)."""
+        def read() -> list[Block]:
+            return [self._store.get_block(h) for h in hashes if self._store.view.has_block(h)]
+
+        return await self._run(read)
+
+    async def get_blocks_bytes(self, hashes: Sequence[bytes]) -> list[bytes | None]:
+        return await self._run(lambda: [self._store.get_block_bytes(h) for h in hashes])
+
+    async def get_headers_after(self, locator: Sequence[bytes], limit: int) -> list[bytes]:
+        return await self._run(self._store.get_best_headers_after, locator, limit)
+
+    async def get_pending(self, limit: int) -> list[DiagnosisRecord]:
+        return await self._run(self._store.pending.get_records, limit)
+
+    async def get_details(self, record_id: bytes) -> bytes | None:
+        return await self._run(self._store.details.get, record_id)
+
+    async def get_record_locations(self, record_ids: Sequence[bytes]) -> list[tuple[BlockMeta, int] | None]:
+        """Where each record sits on the best chain now (block and position), or None if not there."""
+        def read() -> list[tuple[BlockMeta, int] | None]:
+            view = self._store.view
+            return [self._store.get_record_location(record_id, view) for record_id in record_ids]
+
+        return await self._run(read)
+
+    async def is_record_on_best_chain(self, record_id: bytes) -> bool:
+        return await self._run(lambda: self._store.get_record_location(record_id) is not None)
+
+    async def get_record_evidence(self, record_id: bytes) -> RecordLookup:
+        """The record (best chain or pending), its Merkle proof, its local details; block and position."""
+        return await self._run(self._gather_evidence, record_id)
+
+    def _gather_evidence(self, record_id: bytes) -> RecordLookup:
+        store = self._store
+        view = store.view
+        location = store.get_record_location(record_id, view)
+        details = store.details.get(record_id)
+        if location is None:
+            record = store.pending.get_record(record_id)
+            creator = self.params.members_by_id.get(record.member_id) if record else None
+            return RecordLookup(RecordEvidence(record, False, details=details, creator=creator), view)
+        meta, position = location
+        block = store.get_block(meta.block_hash)
+        record = block.records[position]
+        proof = compute_merkle_proof([r.record_hash for r in block.records], position)
+        evidence = RecordEvidence(record, True, proof, block.header.merkle_root, details,
+                                  self.params.members_by_id.get(record.member_id))
+        return RecordLookup(evidence, view, meta, position)
+
+    async def verify_best_chain(self) -> ChainReport:
+        """Re-validate the best chain on its own thread and connection (never holds up the chain thread)."""
+        return await asyncio.to_thread(verify_best_chain, self._store, self.clock_ms())
+
+    # -------------------------------------------------------------- listeners
     async def _announce(self, results: Sequence[AddResult], source: Any) -> None:
         for result in results:
             self._log_result(result)
@@ -74,7 +157,7 @@ class ChainService:
         meta = result.meta
         log.info(
             "accepted block height=%d hash=%s miner=%s best=%s",
-            meta.height, meta.block_hash.hex()[:16], meta.miner_id.hex()[:8], result.became_best,
+            meta.height, meta.block_hash.hex()[:16], meta.miner_id.hex()[:8], result.on_best_chain,
         )
         if result.reorg is not None:
             reorg = result.reorg
@@ -94,5 +177,5 @@ class ChainService:
             return False
 
     async def close(self) -> None:
-        await self.run(self.store.close)
+        await self._run(self._store.close)
         self.executor.shutdown(wait=True)

@@ -37,10 +37,6 @@ class NodeConfig:
     def store_path(self) -> Path:
         return self.data_dir / "chain.sqlite3"
 
-    @property
-    def public_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/"
-
     @classmethod
     def from_json_file(cls, path: Path, **overrides: Any) -> NodeConfig:
         """Load a JSON config; unknown keys are an error (typos must not pass silently)."""

@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
-from node.store import AddResult
+from node.results import AddResult
 
-disable_created_metrics()  # the *_created series only add noise here
+disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise here
 
 REORG_DEPTH_BUCKETS = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500)
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -70,11 +69,3 @@ class NodeMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-METRICS = web.AppKey("metrics", NodeMetrics)
-
-
-async def get_metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -11,12 +11,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from consensus.builders import make_header_template, sign_block
-from consensus.errors import ValidationError
 from consensus.pow import mine_header
 from consensus.types import MAX_BLOCK_BYTES, BlockHeader, DiagnosisRecord
 from node.chain import ChainService
 from node.identity import NodeIdentity
-from node.store import DuplicateBlock
 
 log = logging.getLogger("lungledger.miner")
 
@@ -59,23 +57,21 @@ class Miner:
 
     async def _mine_once(self) -> bool:
         """Mine one block from pending records; False when nothing is pending."""
-        store = self.chain.store
-        pending = await self.chain.run(store.get_pending, MAX_RECORDS_PER_BLOCK)
-        records = select_records(pending)
+        records = select_records(await self.chain.get_pending(MAX_RECORDS_PER_BLOCK))
         if not records:
             return False
-        parent = store.tip
-        timestamp = max(self.chain.clock_ms(), await self.chain.run(store.median_time_past, parent) + 1)
-        header = make_header_template(parent, records, timestamp, store.params.difficulty, self.identity.member_id)
+        view = self.chain.view
+        parent = view.tip
+        timestamp = max(self.chain.clock_ms(), view.get_median_time_past(parent) + 1)
+        header = make_header_template(parent, records, timestamp, self.chain.params.difficulty, self.identity.member_id)
         solved = await self._solve(header, parent.block_hash)
         if solved is None:
             self.abandoned += 1
             return True  # tip moved: rebuild the template on the new tip
         block = sign_block(solved, records, self.identity.private_key)
-        try:
-            await self.chain.add_blocks([block], source="miner")
-        except (ValidationError, DuplicateBlock) as error:
-            log.warning("mined block refused: %s", error)
+        result = await self.chain.add_blocks([block], source="miner")
+        if result.failure is not None:
+            log.warning("mined block refused: %s", result.error or result.failure)
             return False
         self.blocks_mined += 1
         return True
@@ -88,7 +84,7 @@ class Miner:
         try:
             while True:
                 solved = await loop.run_in_executor(self.executor, mine_header, header, start, NONCES_PER_CHUNK)
-                if self.chain.store.tip.block_hash != parent_hash:
+                if self.chain.view.tip_hash != parent_hash:
                     return None
                 if solved is not None:
                     return solved

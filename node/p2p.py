@@ -4,8 +4,8 @@
   (network/ never imports node/).
 - ``p2p_context`` (a cleanup context) starts the network after the chain is
   open and stops it before the chain closes.
-- ``NETWORK`` holds the running PeerNetwork; ``get_peer_summaries(app)`` is
-  what the HTTP API shows about peers.
+- ``app[NETWORK]`` holds the running PeerNetwork; ``get_peer_summaries(app)``
+  is what the HTTP API shows about peers.
 """
 
 from __future__ import annotations
@@ -22,26 +22,24 @@ from typing import Any
 
 from aiohttp import web
 
-from consensus.errors import ValidationError
+from consensus.blocktree import ChainView
 from consensus.types import Block, ChainParams
 from network.backend import AcceptedBlock, AcceptListener, ConnectResult
 from network.constants import P2P_PATH
 from network.service import NetworkSettings, PeerNetwork
-from network.tls import NodeTls, build_node_tls, compute_fingerprint
+from network.tls import build_node_tls, compute_fingerprint
 from node.chain import ChainService
-from node.store import AddResult, DuplicateBlock, MissingParent
+from node.keys import CHAIN, CONFIG, GENESIS, IDENTITY, METRICS, NETWORK, TLS
+from node.results import AddResult
 
-NETWORK = web.AppKey("network", PeerNetwork)
-TLS: web.AppKey[NodeTls | None] = web.AppKey("tls")
 log = logging.getLogger("lungledger.net")
 
 
 class ChainServiceBackend:
-    """The ChainBackend the network sees: reads from the in-memory index, writes via the chain thread."""
+    """The ChainBackend the network sees: reads the chain's published view, writes via the chain thread."""
 
     def __init__(self, chain: ChainService, chain_id: bytes) -> None:
         self.chain = chain
-        self.store = chain.store
         self._chain_id = chain_id
 
     @property
@@ -50,42 +48,39 @@ class ChainServiceBackend:
 
     @property
     def params(self) -> ChainParams:
-        return self.store.params
+        return self.chain.params
+
+    @property
+    def view(self) -> ChainView:
+        return self.chain.view
 
     @property
     def tip_hash(self) -> bytes:
-        return self.store.best[-1]
+        return self.chain.view.tip_hash
 
     @property
     def height(self) -> int:
-        return self.store.height
+        return self.chain.view.height
 
     def has_block(self, block_hash: bytes) -> bool:
-        return block_hash in self.store.index
+        return self.chain.view.has_block(block_hash)
 
     def get_height_of(self, block_hash: bytes) -> int | None:
-        meta = self.store.index.get(block_hash)
-        return None if meta is None else meta.height
+        return self.chain.view.get_height_of(block_hash)
 
     def get_locator(self) -> list[bytes]:
-        return self.store.get_locator()
+        return self.chain.view.get_locator()
 
     async def get_headers_after(self, locator: Sequence[bytes], limit: int) -> list[bytes]:
-        return await self.chain.run(self.store.get_best_headers_after, locator, limit)
+        return await self.chain.get_headers_after(locator, limit)
 
     async def get_blocks(self, hashes: Sequence[bytes]) -> list[bytes | None]:
-        return await self.chain.run(lambda: [self.store.get_block_bytes(h) for h in hashes])
+        return await self.chain.get_blocks_bytes(hashes)
 
     async def add_blocks(self, blocks: Sequence[Block], source: Any) -> ConnectResult:
-        try:
-            results = await self.chain.add_blocks(blocks, source)
-        except (ValidationError, MissingParent, DuplicateBlock) as error:
-            accepted = _to_accepted(getattr(error, "partial_results", []))
-            failed = blocks[len(accepted)].block_hash
-            if isinstance(error, ValidationError):
-                return ConnectResult(accepted, failed, "invalid", error)
-            return ConnectResult(accepted, failed, "missing-parent" if isinstance(error, MissingParent) else "duplicate")
-        return ConnectResult(_to_accepted(results))
+        result = await self.chain.add_blocks(blocks, source)
+        failed = None if result.failed is None else result.failed.block_hash
+        return ConnectResult(_to_accepted(result.accepted), failed, result.failure, result.error)
 
     def subscribe(self, listener: AcceptListener) -> None:
         async def on_results(results: Sequence[AddResult], source: Any) -> None:
@@ -95,7 +90,6 @@ class ChainServiceBackend:
 
 
 def _to_accepted(results: Sequence[AddResult]) -> list[AcceptedBlock]:
-    # became_best for the network means "the tip moved": announce it (even if to another branch).
     return [AcceptedBlock(r.meta.block_hash, r.meta.height, r.tip_changed) for r in results]
 
 
@@ -129,9 +123,6 @@ def load_bans(network: PeerNetwork, path: Path) -> None:
 
 
 async def p2p_context(app: web.Application) -> AsyncIterator[None]:
-    from node.app import CHAIN, CONFIG, GENESIS, IDENTITY
-    from node.metrics import METRICS
-
     config, identity = app[CONFIG], app[IDENTITY]
     settings = NetworkSettings(config.host, config.port, tuple(config.peers), config.max_peers, config.outbound_peers,
                                app[TLS])
@@ -169,8 +160,6 @@ def get_server_ssl_context(app: web.Application) -> ssl.SSLContext | None:
 
 def setup_tls(app: web.Application) -> None:
     """A fresh TLS key and a certificate certified by the member key, when the config asks for TLS."""
-    from node.app import CONFIG, GENESIS, IDENTITY
-
     config, identity = app[CONFIG], app[IDENTITY]
     if not config.tls:
         log.warning("TLS is off: plain HTTP and unencrypted peer links (development only)")

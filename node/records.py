@@ -40,6 +40,7 @@ from consensus.builders import sign_record
 from consensus.crypto import RECORD_DOMAIN, is_signature_valid
 from consensus.merkle import is_merkle_proof_valid
 from consensus.types import HASH_BYTES, PPM, RECORD_ID_BYTES, DiagnosisRecord, Member
+from diagnostics.result import DiagnosisResult
 
 DETAILS_VERSION = 1
 SALT_BYTES = 32
@@ -144,38 +145,54 @@ class NewRecord:
         return canonical_json(self.details)
 
 
-def _model_id(modality: str, entry: Mapping[str, Any]) -> bytes:
+def _model_id(modality: str, sha256: object) -> bytes:
     try:
-        model_id = bytes.fromhex(str(entry["model"]["sha256"]))
-    except (KeyError, TypeError, ValueError) as error:
+        model_id = bytes.fromhex(str(sha256))
+    except (TypeError, ValueError) as error:
         raise RecordError("bad-result", f"{modality}: the plug-in gave no valid model sha256") from error
     if len(model_id) != HASH_BYTES:
         raise RecordError("bad-result", f"{modality}: model sha256 must be 32 bytes")
     return model_id
 
 
-def build_record(result: Mapping[str, Any], images: Mapping[str, bytes], patient_ref: str | None,
+def build_record(result: DiagnosisResult, images: Mapping[str, bytes], patient_ref: str | None,
                  private_key: Ed25519PrivateKey, member_id: bytes, keys: RecordKeys, created_ms: int,
                  record_id: bytes | None = None, salt: bytes | None = None, operator: str | None = None) -> NewRecord:
-    """Turn a plug-in result (``DiagnosisResult.to_dict()``) and its images into a signed record.
+    """Turn a plug-in result and its images into a signed record and its off-chain details.
 
     ``operator`` (the user name that ran it) goes into the committed off-chain details, never on chain.
     """
+    return build_record_from_stored(result.to_dict(), images, patient_ref, private_key, member_id, keys,
+                                    created_ms, record_id, salt, operator)
+
+
+def build_record_from_stored(result: Mapping[str, Any], images: Mapping[str, bytes], patient_ref: str | None,
+                             private_key: Ed25519PrivateKey, member_id: bytes, keys: RecordKeys, created_ms: int,
+                             record_id: bytes | None = None, salt: bytes | None = None,
+                             operator: str | None = None) -> NewRecord:
+    """:func:`build_record` for a result already in its stored JSON form (``DiagnosisResult.to_dict()``
+    plus any extra sections, e.g. a PACS series result or an amended result re-read from details)."""
     record_id = record_id or secrets.token_bytes(RECORD_ID_BYTES)
-    result = json.loads(canonical_json(result))  # plain JSON types, exactly as stored and re-read
-    modalities = tuple(sorted(result["modalities"]))
+    stored = json.loads(canonical_json(result))  # plain JSON types, exactly as stored and re-read
+    try:
+        modalities = tuple(sorted(stored["modalities"]))
+        entries = {m: stored["modalities"][m] for m in modalities}
+        probabilities = tuple(to_ppm(entries[m]["probability"]) for m in modalities)
+        model_ids = tuple(_model_id(m, (entries[m].get("model") or {}).get("sha256")) for m in modalities)
+        fused_ppm, label, risk_level = to_ppm(stored["fused_probability"]), str(stored["label"]), str(stored["risk_level"])
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise RecordError("bad-result", f"the result is missing a field a record needs: {error}") from error
     if set(modalities) != set(images):
         raise RecordError("bad-result", f"result covers {list(modalities)} but images were {sorted(images)}")
-    entries = {m: result["modalities"][m] for m in modalities}
     digests = {m: compute_image_digest(keys, m, images[m]) for m in modalities}
     commitment = {
         "version": DETAILS_VERSION,
         "record_id": record_id.hex(),
         "salt": (salt or secrets.token_bytes(SALT_BYTES)).hex(),
         "patient_pseudonym": compute_patient_pseudonym(keys, patient_ref),
-        "risk_factors": dict(result.get("risk_factors") or {}),
-        "recommendations": list(result.get("recommendations") or []),
-        "result_digest": compute_result_digest(result),
+        "risk_factors": dict(stored.get("risk_factors") or {}),
+        "recommendations": list(stored.get("recommendations") or []),
+        "result_digest": compute_result_digest(stored),
     }
     if operator is not None:
         commitment["operator"] = operator
@@ -185,11 +202,11 @@ def build_record(result: Mapping[str, Any], images: Mapping[str, bytes], patient
         created_ms=created_ms,
         modalities=modalities,
         image_digests=tuple(digests[m] for m in modalities),
-        model_ids=tuple(_model_id(m, entries[m]) for m in modalities),
-        probabilities_ppm=tuple(to_ppm(entries[m]["probability"]) for m in modalities),
-        fused_ppm=to_ppm(result["fused_probability"]),
-        label=str(result["label"]),
-        risk_level=str(result["risk_level"]),
+        model_ids=model_ids,
+        probabilities_ppm=probabilities,
+        fused_ppm=fused_ppm,
+        label=label,
+        risk_level=risk_level,
         details_digest=compute_details_digest(commitment),
     )
     details = {
@@ -198,7 +215,7 @@ def build_record(result: Mapping[str, Any], images: Mapping[str, bytes], patient
         "created_ms": created_ms,
         "commitment": commitment,
         "images": {m: {"digest": digests[m].hex(), "bytes": len(images[m])} for m in modalities},
-        "result": dict(result),
+        "result": stored,
     }
     return NewRecord(sign_record(unsigned, private_key), details)
 

@@ -1,40 +1,36 @@
-"""Durable chain store on SQLite (standard library).
+"""Durable chain store on SQLite (standard library): storage only.
 
 Tables: raw canonical block bytes with their index (hash, parent, height,
 cumulative work, status), the best chain by height, the record index
-(record id -> blocks holding it), this node's pending records, and meta.
+(record id -> blocks holding it) and meta; the pending pool and the
+off-chain details (``node.pending``) share the connection and its transactions.
 WAL mode with ``synchronous=FULL``; every state change is one transaction, and
 callers acknowledge a record only after :meth:`ChainStore.add_pending_record`
 has returned (the commit is durable then).
 
-The store is synchronous and guarded by one lock; the node runs it on a
-single dedicated thread so validation and fsyncs never block the event loop.
+Which branch is best is decided by ``consensus.blocktree.BlockTree``; the store
+validates each block, asks the tree for the :class:`HeadChange`, writes the
+block and that plan in the same transaction, and after the commit publishes a
+frozen :class:`ChainView` (one reference swap) for readers on other threads.
+
+The store is synchronous; the node runs it on one dedicated thread (the chain
+thread) so validation and fsyncs never block the event loop.
 """
 
 from __future__ import annotations
 
-import logging
-import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from consensus.blocktree import BlockTree, ChainView, HeadChange, TreeInconsistent
 from consensus.builders import compute_block_meta
-from consensus.encoding import unpack
 from consensus.errors import ValidationError
-from consensus.forkchoice import ForkDecision, ForkSide, on_candidate_tip
-from consensus.types import MAX_RECORD_BYTES, Block, ChainParams, DiagnosisRecord
-from consensus.validation import (
-    MEDIAN_TIME_SPAN,
-    BlockMeta,
-    compute_median_time_past,
-    validate_block,
-    validate_genesis,
-    validate_header,
-)
-
-log = logging.getLogger("lungledger.store")
+from consensus.types import Block, ChainParams, DiagnosisRecord
+from consensus.validation import BlockMeta, validate_block, validate_genesis, validate_header
+from node.database import BlockReader, Transaction, open_database
+from node.pending import SCHEMA as POOL_SCHEMA
+from node.pending import DetailsStore, PendingPool
+from node.results import AddResult, BatchResult, DuplicateBlock, MissingParent
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -46,78 +42,30 @@ CREATE TABLE IF NOT EXISTS records (
     record_id BLOB NOT NULL, block_hash BLOB NOT NULL, position INTEGER NOT NULL,
     PRIMARY KEY (record_id, block_hash));
 CREATE INDEX IF NOT EXISTS records_by_block ON records (block_hash);
-CREATE TABLE IF NOT EXISTS pending (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id BLOB UNIQUE NOT NULL, raw BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS details (record_id BLOB PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 STATUS_VALID = 1
-
-
-class MissingParent(Exception):
-    """The block's parent is unknown: fetch it, do not drop the block."""
-
-    def __init__(self, block: Block) -> None:
-        super().__init__(f"parent {block.header.prev_hash.hex()} of block {block.block_hash.hex()} is unknown")
-        self.block = block
-
-
-class DuplicateBlock(Exception):
-    """The block is already stored (ignorable)."""
-
-
 class StoreCorrupt(RuntimeError):
     """The store on disk does not match its genesis or its own index."""
 
 
-@dataclass(frozen=True)
-class Reorg:
-    depth: int
-    old_tip: bytes
-    new_tip: bytes
-    fork_height: int
-
-
-@dataclass(frozen=True)
-class AddResult:
-    meta: BlockMeta
-    became_best: bool
-    reorg: Reorg | None = None
-    refused_deep: bool = False
-
-    @property
-    def tip_changed(self) -> bool:
-        """The best tip moved: to this block, or (its arrival made another branch win) elsewhere."""
-        return self.became_best or self.reorg is not None
-
-
 class ChainStore:
-    """The chain on disk plus an in-memory block index (as Bitcoin Core keeps one)."""
-
     def __init__(self, path: Path | str, params: ChainParams, genesis: Block, own_member_id: bytes | None = None) -> None:
         validate_genesis(genesis, params)
         self.params = params
         self.genesis = genesis
         self.own_member_id = own_member_id
-        self.lock = threading.RLock()
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        self.index: dict[bytes, BlockMeta] = {}
-        self.tips: set[bytes] = set()  # candidate heads: valid blocks without children
-        self.best: list[bytes] = []
-        with self.lock:
-            self._open()
-
-    # ---------------------------------------------------------------- opening
-    def _open(self) -> None:
+        self.path = str(path)
+        self.db = open_database(path, SCHEMA + POOL_SCHEMA)
+        self.pending = PendingPool(self.db)
+        self.details = DetailsStore(self.db)
         stored = self.db.execute("SELECT value FROM meta WHERE key='genesis'").fetchone()
         if stored is None:
             self._write_genesis()
-        elif stored[0] != self.genesis.block_hash:
-            raise StoreCorrupt(f"store belongs to chain {stored[0].hex()}, not {self.genesis.block_hash.hex()}")
-        self._load_index()
+        elif stored[0] != genesis.block_hash:
+            raise StoreCorrupt(f"store belongs to chain {stored[0].hex()}, not {genesis.block_hash.hex()}")
+        self.tree = self._load_tree()
+        self.view = self.tree.get_view(self.pending.count())
 
     def _write_genesis(self) -> None:
         meta = compute_block_meta(self.genesis, 0)
@@ -126,55 +74,33 @@ class ChainStore:
             self.db.execute("INSERT INTO best_chain VALUES (0, ?)", (meta.block_hash,))
             self.db.execute("INSERT INTO meta VALUES ('genesis', ?)", (meta.block_hash,))
 
-    def _load_index(self) -> None:
-        rows = self.db.execute("SELECT hash, parent, height, chain_work, timestamp_ms, miner FROM blocks WHERE status=?", (STATUS_VALID,))
-        self.index = {row[0]: BlockMeta(*row) for row in rows}
-        self.tips = set(self.index) - {meta.prev_hash for meta in self.index.values()}
-        self.best = [row[0] for row in self.db.execute("SELECT hash FROM best_chain ORDER BY height")]
-        for height, block_hash in enumerate(self.best):
-            meta = self.index.get(block_hash)
-            if meta is None or meta.height != height:
-                raise StoreCorrupt(f"best chain entry at height {height} is not an indexed block")
-        tip = self.get_block(self.best[-1])
-        if tip.block_hash != self.best[-1]:
+    def _load_tree(self) -> BlockTree:
+        rows = self.db.execute("SELECT hash, parent, height, chain_work, timestamp_ms, miner FROM blocks WHERE status=?",
+                               (STATUS_VALID,))
+        best = [bytes(row[0]) for row in self.db.execute("SELECT hash FROM best_chain ORDER BY height")]
+        try:
+            tree = BlockTree.from_index((BlockMeta(*row) for row in rows), best, self.params.max_reorg_depth)
+        except TreeInconsistent as error:
+            raise StoreCorrupt(str(error)) from error
+        if self.get_block(tree.best[-1]).block_hash != tree.best[-1]:
             raise StoreCorrupt("tip block bytes do not hash to the tip")
+        return tree
+
+    def _publish(self) -> None:
+        """After a commit: one reference swap makes the new state visible to other threads."""
+        self.view = self.tree.get_view(self.pending.count())
 
     # ----------------------------------------------------------------- reading
     @property
     def tip(self) -> BlockMeta:
-        return self.index[self.best[-1]]
+        return self.tree.tip
 
     @property
     def height(self) -> int:
-        return len(self.best) - 1
-
-    def get_meta(self, block_hash: bytes) -> BlockMeta | None:
-        return self.index.get(block_hash)
+        return self.tree.height
 
     def get_block_bytes(self, block_hash: bytes) -> bytes | None:
-        with self.lock:
-            row = self.db.execute("SELECT raw FROM blocks WHERE hash=?", (block_hash,)).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def get_header_bytes(self, block_hashes: Sequence[bytes]) -> list[bytes]:
-        """Canonical header bytes of known blocks, in the order asked (unknown ones skipped)."""
-        with self.lock:
-            found = {
-                bytes(row[0]): bytes(row[1])
-                for block_hash in block_hashes
-                for row in self.db.execute("SELECT hash, header FROM blocks WHERE hash=?", (block_hash,))
-            }
-        return [found[h] for h in block_hashes if h in found]
-
-    def get_best_headers_after(self, locator: Sequence[bytes], limit: int) -> list[bytes]:
-        """Headers of best-chain blocks after the locator's fork point (headers-first sync)."""
-        start = self.find_fork_height(locator) + 1
-        return self.get_header_bytes(self.best[start : start + limit])
-
-    def get_details(self, record_id: bytes) -> bytes | None:
-        """Off-chain details this node stored with one of its own records."""
-        with self.lock:
-            row = self.db.execute("SELECT data FROM details WHERE record_id=?", (record_id,)).fetchone()
+        row = self.db.execute("SELECT raw FROM blocks WHERE hash=?", (block_hash,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def get_block(self, block_hash: bytes) -> Block:
@@ -183,93 +109,33 @@ class ChainStore:
             raise KeyError(block_hash.hex())
         return self.genesis if block_hash == self.genesis.block_hash else Block.decode(raw)
 
-    def get_best_hash(self, height: int) -> bytes | None:
-        return self.best[height] if 0 <= height < len(self.best) else None
+    def get_header_bytes(self, block_hashes: Sequence[bytes]) -> list[bytes]:
+        """Canonical header bytes of known blocks, in the order asked (unknown ones skipped)."""
+        found = {bytes(row[0]): bytes(row[1]) for block_hash in block_hashes
+                 for row in self.db.execute("SELECT hash, header FROM blocks WHERE hash=?", (block_hash,))}
+        return [found[h] for h in block_hashes if h in found]
 
-    def is_on_best_chain(self, block_hash: bytes) -> bool:
-        meta = self.index.get(block_hash)
-        return meta is not None and self.get_best_hash(meta.height) == block_hash
-
-    def get_ancestor(self, meta: BlockMeta, height: int) -> BlockMeta | None:
-        """The ancestor of ``meta`` at ``height`` (walks back to the best chain, then jumps)."""
-        if height > meta.height or height < 0:
-            return None
-        node: BlockMeta | None = meta
-        while node is not None and node.height > height and not self.is_on_best_chain(node.block_hash):
-            node = self.index.get(node.prev_hash)
-        if node is None:
-            return None
-        if node.height == height:
-            return node
-        return self.index[self.best[height]]
-
-    def get_locator(self) -> list[bytes]:
-        """Best-chain hashes: the last 10, then exponentially sparser, then genesis.
-
-        Safe from any thread: it works on a snapshot of the best chain, which
-        the chain thread may be switching while we read.
-        """
-        best = list(self.best)
-        heights, step, height = [], 1, len(best) - 1
-        while height > 0:
-            heights.append(height)
-            if len(heights) >= 10:
-                step *= 2
-            height -= step
-        heights.append(0)
-        return [best[h] for h in heights]
-
-    def find_fork_height(self, locator: Sequence[bytes]) -> int:
-        """Height of the first locator hash that is on our best chain (0 if none)."""
-        for block_hash in locator:
-            if self.is_on_best_chain(block_hash):
-                return self.index[block_hash].height
-        return 0
+    def get_best_headers_after(self, locator: Sequence[bytes], limit: int) -> list[bytes]:
+        """Headers of best-chain blocks after the locator's fork point (headers-first sync)."""
+        view = self.view
+        start = view.find_fork_height(locator) + 1
+        return self.get_header_bytes(view.best[start : start + limit])
 
     def get_record_blocks(self, record_id: bytes) -> list[tuple[bytes, int]]:
-        with self.lock:
-            rows = self.db.execute("SELECT block_hash, position FROM records WHERE record_id=?", (record_id,)).fetchall()
+        rows = self.db.execute("SELECT block_hash, position FROM records WHERE record_id=?", (record_id,)).fetchall()
         return [(bytes(r[0]), r[1]) for r in rows]
 
-    def get_record_location(self, record_id: bytes) -> tuple[BlockMeta, int] | None:
-        """(block meta, position) of the record on the best chain, or None."""
+    def get_record_location(self, record_id: bytes, view: ChainView | None = None) -> tuple[BlockMeta, int] | None:
+        """(block meta, position) of the record on the best chain (of ``view``, default the latest), or None."""
+        view = view or self.view
         for block_hash, position in self.get_record_blocks(record_id):
-            if self.is_on_best_chain(block_hash):
-                return self.index[block_hash], position
+            meta = view.get_meta(block_hash)
+            if meta is not None and view.is_on_best_chain(block_hash):
+                return meta, position
         return None
 
-    def get_pending(self, limit: int) -> list[DiagnosisRecord]:
-        with self.lock:
-            rows = self.db.execute("SELECT raw FROM pending ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [DiagnosisRecord.from_fields(unpack(bytes(r[0]), MAX_RECORD_BYTES)) for r in rows]
-
-    def get_pending_record(self, record_id: bytes) -> DiagnosisRecord | None:
-        with self.lock:
-            row = self.db.execute("SELECT raw FROM pending WHERE record_id=?", (record_id,)).fetchone()
-        return None if row is None else DiagnosisRecord.from_fields(unpack(bytes(row[0]), MAX_RECORD_BYTES))
-
-    def pending_count(self) -> int:
-        with self.lock:
-            return int(self.db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
-
-    def median_time_past(self, meta: BlockMeta) -> int:
-        timestamps, node = [], meta
-        for _ in range(MEDIAN_TIME_SPAN):
-            timestamps.append(node.timestamp_ms)
-            parent = self.index.get(node.prev_hash)
-            if parent is None:
-                break
-            node = parent
-        return compute_median_time_past(timestamps)
-
-    def is_record_in_ancestry(self, record_id: bytes, meta: BlockMeta) -> bool:
-        for block_hash, _ in self.get_record_blocks(record_id):
-            holder = self.index.get(block_hash)
-            if holder is not None and holder.height <= meta.height:
-                ancestor = self.get_ancestor(meta, holder.height)
-                if ancestor is not None and ancestor.block_hash == block_hash:
-                    return True
-        return False
+    def _is_record_in_ancestry(self, record_id: bytes, meta: BlockMeta) -> bool:
+        return any(self.tree.is_in_ancestry(h, meta) for h, _ in self.get_record_blocks(record_id))
 
     # ----------------------------------------------------------------- writing
     def add_pending_record(self, record: DiagnosisRecord, details: bytes | None = None) -> None:
@@ -277,70 +143,94 @@ class ChainStore:
 
         Returns only after the commit: acknowledge the record to the user after this.
         """
-        with self.lock, self._transaction():
-            known = self.db.execute("SELECT 1 FROM records WHERE record_id=? UNION SELECT 1 FROM pending WHERE record_id=?",
-                                    (record.record_id, record.record_id)).fetchone()
-            if known:
+        with self._transaction():
+            if self.get_record_blocks(record.record_id) or self.pending.contains(record.record_id):
                 raise ValidationError("duplicate-record", f"record {record.record_id.hex()} is already known")
-            self.db.execute("INSERT INTO pending (record_id, raw) VALUES (?, ?)", (record.record_id, record.encoded))
+            self.pending.add(record)
             if details is not None:
-                self.db.execute("INSERT INTO details VALUES (?, ?)", (record.record_id, details))
+                self.details.add(record.record_id, details)
+        self._publish()
 
     def add_block(self, block: Block, now_ms: int) -> AddResult:
-        return self.add_blocks([block], now_ms)[0]
+        """One block; raises its failure (ValidationError, MissingParent, DuplicateBlock)."""
+        result = self.add_blocks([block], now_ms)
+        if result.error is not None:
+            raise result.error
+        if result.failure == "missing-parent":
+            raise MissingParent(block)
+        if result.failure == "duplicate":
+            raise DuplicateBlock(block.block_hash.hex())
+        return result.accepted[0]
 
-    def add_blocks(self, blocks: Iterable[Block], now_ms: int) -> list[AddResult]:
-        """Validate and store blocks in one transaction.
+    def add_blocks(self, blocks: Iterable[Block], now_ms: int) -> BatchResult:
+        """Validate and store blocks in one transaction; the first failure stops the batch.
 
-        Blocks are validated one by one before being written; the first invalid
-        one (or one with an unknown parent, or a duplicate) stops the batch and
-        raises *after* the valid ones before it are committed.
+        The valid blocks before the failure are committed and returned as accepted.
         """
-        results: list[AddResult] = []
-        with self.lock:
-            error: BaseException | None = None
-            try:
-                with self._transaction():
-                    for block in blocks:
-                        try:
-                            results.append(self._connect(block, now_ms))
-                        except (ValidationError, MissingParent, DuplicateBlock) as failure:
-                            error = failure
-                            break
-            except BaseException:
-                self._load_index()
-                raise
-            if error is not None:
-                # The good blocks before the failure are committed; callers announce them.
-                error.partial_results = results  # type: ignore[attr-defined]
-                raise error
-        return results
+        accepted: list[AddResult] = []
+        failure: BatchResult | None = None
+        try:
+            with self._transaction():
+                for block in blocks:
+                    failure = self._check_connectable(block)
+                    if failure is not None:
+                        break
+                    try:
+                        accepted.append(self._connect(block, now_ms))
+                    except ValidationError as error:
+                        failure = BatchResult(failed=block, failure="invalid", error=error)
+                        break
+        except BaseException:
+            self.tree = self._load_tree()
+            raise
+        self._publish()
+        if failure is None:
+            return BatchResult(accepted)
+        return BatchResult(accepted, failure.failed, failure.failure, failure.error)
+
+    def _check_connectable(self, block: Block) -> BatchResult | None:
+        if block.block_hash in self.tree.index:
+            return BatchResult(failed=block, failure="duplicate")
+        if block.header.prev_hash not in self.tree.index:
+            if block.height > 0:
+                try:
+                    validate_header(block.header, self.params)
+                except ValidationError as error:
+                    return BatchResult(failed=block, failure="invalid", error=error)
+            return BatchResult(failed=block, failure="missing-parent")
+        return None
 
     def _connect(self, block: Block, now_ms: int) -> AddResult:
-        block_hash = block.block_hash
-        if block_hash in self.index:
-            raise DuplicateBlock(block_hash.hex())
-        parent = self.index.get(block.header.prev_hash)
-        if parent is None:
-            if block.height > 0:
-                validate_header(block.header, self.params)
-            raise MissingParent(block)
-        validate_block(
-            block,
-            self.params,
-            parent,
-            self.median_time_past(parent),
-            now_ms,
-            lambda record_id: self.is_record_in_ancestry(record_id, parent),
-        )
+        parent = self.tree.index[block.header.prev_hash]
+        validate_block(block, self.params, parent, self.tree.get_median_time_past(parent), now_ms,
+                       lambda record_id: self._is_record_in_ancestry(record_id, parent))
         meta = compute_block_meta(block, parent.chain_work)
         self._insert_block_row(block, meta)
-        self.db.executemany(
-            "INSERT INTO records VALUES (?, ?, ?)",
-            [(r.record_id, block_hash, i) for i, r in enumerate(block.records)],
-        )
-        self.index[block_hash] = meta
-        return self._apply_fork_choice(meta)
+        self.db.executemany("INSERT INTO records VALUES (?, ?, ?)",
+                            [(r.record_id, meta.block_hash, i) for i, r in enumerate(block.records)])
+        change = self.tree.on_block(meta)
+        if change.tip_changed:
+            self._write_head_change(change)
+        return AddResult.from_change(change)
+
+    def _write_head_change(self, change: HeadChange) -> None:
+        """The best-chain table, the tree and the pending pool follow the plan (inside the transaction)."""
+        self.db.execute("DELETE FROM best_chain WHERE height > ?", (change.fork.height,))
+        self.db.executemany("INSERT INTO best_chain VALUES (?, ?)", [(m.height, m.block_hash) for m in change.connect])
+        self.tree.apply_head_change(change)
+        self.pending.remove_held_by(m.block_hash for m in change.connect)
+        if self.own_member_id is not None and change.disconnect:
+            self.pending.restore(self._orphaned_own_records(change.disconnect))
+
+    def _orphaned_own_records(self, disconnected: Sequence[bytes]) -> list[DiagnosisRecord]:
+        """Our own records from blocks that left the best chain and are not on it any more."""
+        orphaned = []
+        for block_hash in disconnected:
+            for record in self.get_block(block_hash).records:
+                if record.member_id == self.own_member_id and not any(
+                        self.tree.is_on_best_chain(h) for h, _ in self.get_record_blocks(record.record_id)):
+                    orphaned.append(record)
+        return orphaned
 
     def _insert_block_row(self, block: Block, meta: BlockMeta) -> None:
         self.db.execute(
@@ -349,122 +239,12 @@ class ChainStore:
              STATUS_VALID, block.header.encoded, block.encoded),
         )
 
-    # ------------------------------------------------------------ fork choice
-    def _find_fork(self, meta: BlockMeta) -> BlockMeta:
-        """The last block ``meta``'s branch shares with the best chain."""
-        node = meta
-        while not self.is_on_best_chain(node.block_hash):
-            node = self.index[node.prev_hash]
-        return node
+    def open_reader(self) -> BlockReader:
+        """A second, read-only connection, for another thread (WAL readers see committed data only)."""
+        return BlockReader(self.path, self.genesis)
 
-    def _find_common_ancestor(self, first: BlockMeta, second: BlockMeta) -> BlockMeta:
-        low = min(first.height, second.height)
-        a, b = self.get_ancestor(first, low), self.get_ancestor(second, low)
-        while a is not None and b is not None and a.block_hash != b.block_hash:
-            a, b = self.index.get(a.prev_hash), self.index.get(b.prev_hash)
-        if a is None or b is None:
-            raise StoreCorrupt("two indexed blocks share no ancestor")
-        return a
-
-    def _fork_side(self, tip: BlockMeta, fork: BlockMeta, enough: int | None = None) -> ForkSide:
-        """Distinct miners after the fork; counting may stop once ``enough`` are seen."""
-        miners: set[bytes] = set()
-        node = tip
-        while node.block_hash != fork.block_hash and (enough is None or len(miners) < enough):
-            miners.add(node.miner_id)
-            node = self.index[node.prev_hash]
-        return ForkSide(tip=tip, blocks_after_fork=tip.height - fork.height, distinct_miners=len(miners))
-
-    def _compare_tips(self, best: BlockMeta, candidate: BlockMeta) -> ForkDecision:
-        fork = self._find_common_ancestor(best, candidate)
-        candidate_side = self._fork_side(candidate, fork)
-        # Only "more distinct miners than the candidate" matters for the best side: stop counting there.
-        best_side = self._fork_side(best, fork, enough=candidate_side.distinct_miners + 1)
-        return on_candidate_tip(best_side, candidate_side, self.params.max_reorg_depth)
-
-    def _choose_head(self, new_block: BlockMeta) -> tuple[BlockMeta, bool]:
-        """Tournament over all candidate tips, starting from the current best.
-
-        Re-run after every block so the result does not depend on arrival order:
-        a branch that wins while the fork is shallow is dropped again once the
-        fork becomes deep and the other branch has more distinct miners. A tip
-        that loses a deep comparison can only fall further behind, so it
-        leaves the candidate set (its blocks stay stored; a block extending it
-        becomes a candidate again).
-        """
-        best, refused_new = self.tip, False
-        for tip_hash in sorted(self.tips - {best.block_hash}):
-            candidate = self.index[tip_hash]
-            decision = self._compare_tips(best, candidate)
-            loser = best if decision.switch else candidate
-            if decision.switch:
-                best = candidate
-            if decision.deep:
-                self.tips.discard(loser.block_hash)
-                refused_new |= loser.block_hash == new_block.block_hash
-                log.warning("reorg-too-deep: branch tip %s not followed", loser.block_hash.hex()[:16])
-        return best, refused_new
-
-    def _apply_fork_choice(self, meta: BlockMeta) -> AddResult:
-        self.tips.discard(meta.prev_hash)
-        self.tips.add(meta.block_hash)
-        if meta.prev_hash == self.tip.block_hash:
-            self._extend_best(meta)
-        winner, refused = self._choose_head(meta)
-        reorg = None
-        if winner.block_hash != self.tip.block_hash:
-            reorg = self._switch_branch(winner, self._find_fork(winner))
-        return AddResult(meta=meta, became_best=self.is_on_best_chain(meta.block_hash), reorg=reorg, refused_deep=refused)
-
-    def _extend_best(self, meta: BlockMeta) -> None:
-        self.db.execute("INSERT INTO best_chain VALUES (?, ?)", (meta.height, meta.block_hash))
-        self.best.append(meta.block_hash)
-        self.db.execute("DELETE FROM pending WHERE record_id IN (SELECT record_id FROM records WHERE block_hash=?)", (meta.block_hash,))
-
-    def _switch_branch(self, new_tip: BlockMeta, fork: BlockMeta) -> Reorg:
-        old_tip = self.tip
-        disconnected = self.best[fork.height + 1 :]
-        path, node = [], new_tip
-        while node.block_hash != fork.block_hash:
-            path.append(node)
-            node = self.index[node.prev_hash]
-        path.reverse()
-        self.db.execute("DELETE FROM best_chain WHERE height > ?", (fork.height,))
-        del self.best[fork.height + 1 :]
-        for meta in path:
-            self._extend_best(meta)
-        self._return_orphaned_records(disconnected)
-        return Reorg(depth=len(disconnected), old_tip=old_tip.block_hash, new_tip=new_tip.block_hash, fork_height=fork.height)
-
-    def _return_orphaned_records(self, disconnected: Sequence[bytes]) -> None:
-        """Our own records from blocks that left the best chain go back to pending."""
-        if self.own_member_id is None:
-            return
-        for block_hash in disconnected:
-            for record in self.get_block(block_hash).records:
-                if record.member_id == self.own_member_id and self.get_record_location(record.record_id) is None:
-                    self.db.execute("INSERT OR IGNORE INTO pending (record_id, raw) VALUES (?, ?)", (record.record_id, record.encoded))
-
-    # ------------------------------------------------------------ transactions
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+    def _transaction(self) -> Transaction:
+        return Transaction(self.db)
 
     def close(self) -> None:
-        with self.lock:
-            self.db.close()
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")
+        self.db.close()

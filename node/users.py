@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets
 import sqlite3
@@ -125,6 +126,8 @@ class AccountStore:
         self.hasher = PasswordHasher()
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():  # created private (0600); SQLite gives its -wal/-shm files the same mode
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")

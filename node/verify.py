@@ -8,12 +8,12 @@ in the index, re-decodes every block from its stored bytes and replays
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from consensus.builders import compute_block_meta
 from consensus.errors import ValidationError
-from consensus.types import Block
+from consensus.types import Block, ChainParams
 from consensus.validation import (
     MEDIAN_TIME_SPAN,
     BlockMeta,
@@ -21,6 +21,7 @@ from consensus.validation import (
     validate_block,
     validate_genesis,
 )
+from node.database import BlockReader
 from node.store import ChainStore
 
 
@@ -39,21 +40,30 @@ class ChainReport:
 def verify_best_chain(store: ChainStore, now_ms: int, progress: Callable[[int, int], None] | None = None) -> ChainReport:
     """Replay every rule along the best chain; stop at the first bad block.
 
-    Safe to run on any thread: it copies the best chain's hash list (always a
-    chain from genesis, even mid-reorg) and reads each block under the store's lock.
+    Safe to run on any thread: it takes the best chain of the latest published
+    view (a committed chain from genesis) and reads blocks through its own
+    read-only connection, never the chain thread's.
     """
-    best = list(store.best)
+    reader = store.open_reader()
+    try:
+        return _verify(reader, store.view.best, store.params, now_ms, progress)
+    finally:
+        reader.close()
+
+
+def _verify(reader: BlockReader, best: Sequence[bytes], params: ChainParams, now_ms: int,
+            progress: Callable[[int, int], None] | None) -> ChainReport:
     records_seen: set[bytes] = set()
     timestamps: deque[int] = deque(maxlen=MEDIAN_TIME_SPAN)  # only the last 11 count
     parent: BlockMeta | None = None
     records_checked = 0
     for height, block_hash in enumerate(best):
         try:
-            block = _load(store, block_hash)
+            block = _load(reader, block_hash)
             if height == 0:
-                validate_genesis(block, store.params)
+                validate_genesis(block, params)
             else:
-                validate_block(block, store.params, parent, compute_median_time_past(timestamps),
+                validate_block(block, params, parent, compute_median_time_past(timestamps),
                                now_ms, records_seen.__contains__)
             if block.block_hash != block_hash:
                 raise ValidationError("bad-encoding", "stored bytes do not hash to the indexed block hash")
@@ -68,10 +78,8 @@ def verify_best_chain(store: ChainStore, now_ms: int, progress: Callable[[int, i
     return ChainReport(True, len(best) - 1, len(best), records_checked)
 
 
-def _load(store: ChainStore, block_hash: bytes) -> Block:
-    raw = store.get_block_bytes(block_hash)
-    if raw is None:
+def _load(reader: BlockReader, block_hash: bytes) -> Block:
+    block = reader.get_block(block_hash)
+    if block is None:
         raise ValidationError("bad-prev", "block bytes missing from the store")
-    if block_hash == store.genesis.block_hash:
-        return store.genesis
-    return Block.decode(raw)
+    return block

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything the tests need on a fresh machine, then run them.
+# Set up everything the tests need on a fresh machine, then run the static gate (ruff, mypy --strict) and the tests.
 #   bash scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +19,7 @@ if [ -n "$packages" ]; then
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq $packages >/dev/null
 fi
+# Static gate first (versions pinned in pyproject.toml; paths and strictness there too).
+.venv/bin/ruff check consensus network node harness run_node.py
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@" tests

@@ -6,7 +6,7 @@ import datetime as dt
 import platform
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 import numpy as np
@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from training import card as card_module
 from training.augment import AugmentConfig, make_augment_fn
+from training.config import Splits, TrainConfig, config_to_dict
 from training.data import LoadedData
 from training.export import check_tflite_matches, export_tflite
 from training.litert import run_tflite
@@ -21,9 +22,6 @@ from training.metrics import choose_threshold, compute_confusion, summarise
 from training.model import BuiltModel, apply_fine_tuning, build_model, compile_classifier
 from training.weights import WEIGHTS_SHA256
 from training.plots import plot_confusion, plot_history, plot_roc
-
-if TYPE_CHECKING:
-    from training.train import Splits, TrainConfig
 
 
 def make_train_dataset(part: LoadedData, config: TrainConfig) -> tf.data.Dataset:
@@ -131,8 +129,6 @@ def write_plots(config: TrainConfig, splits: Splits, stages: dict[str, Any], thr
 def build_card(config: TrainConfig, splits: Splits, model: BuiltModel, stages: dict[str, Any],
                outputs: dict[str, int], differences: dict[str, float], tflite_path: Path) -> dict[str, Any]:
     """Everything the plug-in and a reviewer need to know about the model."""
-    from training.train import config_to_dict
-
     threshold, metrics, scores = evaluate_parts(tflite_path, splits)
     write_plots(config, splits, stages, threshold, metrics, scores)
     kernel, bias = model.head.get_weights()

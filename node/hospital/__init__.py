@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from node.app import CHAIN, CONFIG
+from node.keys import CHAIN, CONFIG
 from node.hospital.config import HospitalConfig
 from node.hospital.routes import HOSPITAL, setup_routes
 from node.hospital.service import HospitalService

@@ -45,7 +45,7 @@ StoreCallback = Callable[[bytes, str], tuple[int, str]]
 
 def get_decodable_transfer_syntaxes() -> list[str]:
     """Transfer syntaxes whose pixel data pydicom can decode with the packages installed here."""
-    from pydicom.pixels import get_decoder
+    from pydicom.pixels.decoders.base import get_decoder
     from pydicom.uid import UID
     from pynetdicom import ALL_TRANSFER_SYNTAXES
 

@@ -63,7 +63,7 @@ def build_bundle(record_id: str, details: Mapping[str, Any], block: tuple[int, s
     """``details``: the stored off-chain details of our record; ``block``: (height, hash) when mined."""
     result = details["result"]
     pseudonym = details["commitment"].get("patient_pseudonym")
-    subject = ({"identifier": {"system": PSEUDONYM_SYSTEM, "value": pseudonym}} if pseudonym
+    subject: dict[str, Any] = ({"identifier": {"system": PSEUDONYM_SYSTEM, "value": pseudonym}} if pseudonym
                else {"display": "patient not identified in the upload"})
     status = "final" if block is not None else "preliminary"
     observations = [

@@ -111,7 +111,7 @@ def validate_pixel_data(dataset: Any) -> None:
     if syntax.is_compressed:
         try:
             dataset.pixel_array  # noqa: B018  (decoding is the check)
-        except Exception as error:  # noqa: BLE001  (every decoder plug-in raises its own types)
+        except Exception as error:
             raise InstanceError("undecodable-pixels", f"the compressed pixel data cannot be decoded: {error}") from None
         return
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
@@ -144,7 +144,7 @@ def _info_from_dataset(dataset: object) -> InstanceInfo:
         sop_class_uid=sop_class, sop_instance_uid=uids["SOPInstanceUID"],
         study_instance_uid=uids["StudyInstanceUID"], series_instance_uid=uids["SeriesInstanceUID"],
         modality=modality, patient_id=str(getattr(dataset, "PatientID", "") or ""),
-        instance_number=int(number) if number not in (None, "") else 0,
+        instance_number=int(number) if number is not None and number != "" else 0,
         slice_position=float(position[2]) if position is not None and len(position) == 3 else None,
         patient_age_years=parse_patient_age(getattr(dataset, "PatientAge", None)),
         transfer_syntax_uid=str(getattr(meta, "TransferSyntaxUID", "") or ""),

@@ -154,7 +154,8 @@ def render_overlay(image_png: bytes, heatmap_png: bytes, alpha: float = 0.45) ->
     grey = np.asarray(base, dtype=np.float32)
     colour = np.asarray(heat, dtype=np.float32)
     weight = alpha * colour[..., 3:4] / 255.0
-    return np.clip(grey * (1 - weight) + colour[..., :3] * weight, 0, 255).astype(np.uint8)
+    blended: np.ndarray = np.clip(grey * (1 - weight) + colour[..., :3] * weight, 0, 255).astype(np.uint8)
+    return blended
 
 
 def build_secondary_capture(context: ReportContext, record: Mapping[str, Any], sop_instance_uid: str,

@@ -22,12 +22,12 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from node.api import ApiError, get_chain_store, json_reply, parse_hex, require_token
-from node.app import CONFIG, IDENTITY, MINER, PLUGIN
+from node.http import ApiError, json_reply, parse_hex, require_token
+from node.keys import CHAIN, CONFIG, IDENTITY, MINER, PLUGIN
 from node.hospital.instances import InstanceError
 from node.hospital.series import ReceivedInstance, SeriesAssembler
 from node.hospital.service import HospitalService
-from node.records import RecordError, build_record, derive_record_keys, parse_details
+from node.records import RecordError, build_record_from_stored, derive_record_keys, parse_details
 
 HOSPITAL = web.AppKey("hospital", HospitalService)
 STOW_CONTENT_TYPES = ("multipart/related", "multipart/form-data")
@@ -114,13 +114,10 @@ async def get_diagnosis_fhir(request: web.Request) -> web.Response:
     from node.hospital.fhir import build_bundle
 
     require_token(request)
-    chain, store = get_chain_store(request)
+    chain = request.app[CHAIN]
     record_id = parse_hex(request.match_info["record_id"], 16, "record-id")
-
-    def read() -> tuple[bytes | None, Any]:
-        return store.get_details(record_id), store.get_record_location(record_id)
-
-    data, location = await chain.run(read)
+    data = await chain.get_details(record_id)
+    [location] = await chain.get_record_locations([record_id])
     if data is None:
         raise ApiError(404, "diagnosis-not-found", f"this node holds no diagnosis {record_id.hex()}")
     try:
@@ -140,13 +137,13 @@ async def post_risk_factors(request: web.Request) -> web.Response:
     plugin = request.app[PLUGIN]
     if plugin is None:
         raise ApiError(503, "relay-only", "this node runs without a diagnostic plug-in (relay only)")
-    chain, store = get_chain_store(request)
+    chain = request.app[CHAIN]
     record_id = parse_hex(request.match_info["record_id"], 16, "record-id")
     try:
         update = await request.json()
     except ValueError:
         raise ApiError(400, "bad-json", "send the risk factors as a JSON object") from None
-    data = await chain.run(store.get_details, record_id)
+    data = await chain.get_details(record_id)
     if data is None:
         raise ApiError(404, "diagnosis-not-found", f"this node holds no diagnosis {record_id.hex()}")
     try:
@@ -159,8 +156,9 @@ async def post_risk_factors(request: web.Request) -> web.Response:
         raise ApiError(500, error.code, error.message) from None
     identity = request.app[IDENTITY]
     try:
-        new = await asyncio.to_thread(build_record, result, get_amended_images(details), None, identity.private_key,
-                                      identity.member_id, derive_record_keys(identity.private_key), chain.clock_ms())
+        new = await asyncio.to_thread(build_record_from_stored, result, get_amended_images(details), None,
+                                      identity.private_key, identity.member_id,
+                                      derive_record_keys(identity.private_key), chain.clock_ms())
     except RecordError as error:
         raise ApiError(422, error.code, error.message) from None
     await chain.add_pending_record(new.record, new.details_bytes)

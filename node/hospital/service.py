@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from node.app import CHAIN, IDENTITY, MINER, PLUGIN
+from node.keys import CHAIN, IDENTITY, MINER, PLUGIN
 from node.hospital.config import HospitalConfig
 from node.hospital.instances import STATUS_SUCCESS, InstanceError, read_instance_info
 from node.hospital.pipeline import SeriesDiagnosis, SeriesRefused, diagnose_series
@@ -45,7 +45,7 @@ from node.hospital.store import (
     HospitalStore,
     ReportJob,
 )
-from node.records import RecordError, build_record, derive_record_keys, parse_details
+from node.records import RecordError, build_record_from_stored, derive_record_keys, parse_details
 
 log = logging.getLogger("lungledger.hospital")
 T = TypeVar("T")
@@ -237,7 +237,8 @@ class HospitalService:
         keys = derive_record_keys(identity.private_key)
         info = diagnosis.top.info
         try:
-            new = await asyncio.to_thread(build_record, diagnosis.result, {diagnosis.modality: diagnosis.top_bytes},
+            new = await asyncio.to_thread(build_record_from_stored, diagnosis.result,
+                                          {diagnosis.modality: diagnosis.top_bytes},
                                           info.patient_id or None, identity.private_key, identity.member_id, keys,
                                           chain.clock_ms())
         except RecordError as error:
@@ -286,11 +287,11 @@ class HospitalService:
     async def build_reports(self) -> None:
         chain, store = self.app[CHAIN], self.require_store()
         for job in await self.db(store.get_jobs, STATE_AWAITING_BLOCK):
-            location = await chain.run(chain.store.get_record_location, job.record_id)
+            [location] = await chain.get_record_locations([job.record_id])
             waited = time.time() * 1000 - job.created_ms > self.config.wait_mined_seconds * 1000
             if location is None and not waited:
                 continue
-            details = await chain.run(chain.store.get_details, job.record_id)
+            details = await chain.get_details(job.record_id)
             if details is None or job.context is None:
                 await self.db(store.mark_failed, job.job_id, "the record's details are gone; nothing to report")
                 continue

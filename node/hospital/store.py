@@ -15,6 +15,7 @@ job is sent.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -75,6 +76,8 @@ class ReportJob:
 class HospitalStore:
     def __init__(self, path: Path) -> None:
         self.lock = threading.Lock()
+        if not Path(path).exists():  # created private (0600); SQLite gives its -wal/-shm files the same mode
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")

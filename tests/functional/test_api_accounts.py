@@ -27,7 +27,7 @@ import pytest
 
 from node.auth import ACCOUNTS
 from node.users import open_account_store
-from tests.functional.test_api_harness import (
+from tests.support.api import (
     make_node_dir,
     require_models,
     running_node,

@@ -32,9 +32,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from node.app import CHAIN, IDENTITY
+from node.app import CHAIN, CONFIG, IDENTITY
 from node.records import compute_image_digest, compute_patient_pseudonym, derive_record_keys
-from tests.functional.test_api_harness import (
+from tests.support.api import (
     RunningNode,
     make_node_dir,
     require_models,
@@ -95,7 +95,7 @@ async def test_ct_only_upload_is_recorded_and_mined(node: RunningNode) -> None:
     assert (record["label"], record["risk_level"]) == (reply["result"]["label"], reply["result"]["risk_level"])
     assert reply["patient_pseudonym"] == compute_patient_pseudonym(keys, PATIENT_REF)
     # The patient reference is nowhere on chain.
-    block_bytes = await node.app[CHAIN].run(node.app[CHAIN].store.get_block_bytes, bytes.fromhex(reply["block_hash"]))
+    [block_bytes] = await node.app[CHAIN].get_blocks_bytes([bytes.fromhex(reply["block_hash"])])
     assert PATIENT_REF.encode() not in block_bytes and bytes.fromhex(reply["patient_pseudonym"]) not in block_bytes
     status, stored = await node.get(f"{API}/diagnoses/{reply['record_id']}", headers=node.auth)
     assert status == 200 and stored["result"] == reply["result"] and stored["status"] == "mined"
@@ -116,7 +116,7 @@ async def test_xray_only_and_both(tmp_path: Path) -> None:
 async def test_tampered_details_are_detected(node: RunningNode) -> None:
     reply = await check_mined_diagnosis(node, {"ct": sample_image("ct", "normal")})
     record_id = bytes.fromhex(reply["record_id"])
-    store_path = node.app[CHAIN].store.db.execute("PRAGMA database_list").fetchone()[2]
+    store_path = node.app[CONFIG].store_path
     with sqlite3.connect(store_path) as db:
         data = db.execute("SELECT data FROM details WHERE record_id=?", (record_id,)).fetchone()[0]
         changed = data.replace(b'"smoking":"former"', b'"smoking":"never"')

@@ -19,7 +19,7 @@ import aiohttp
 
 from node.app import CHAIN, MINER
 from tests.conftest import DATA_DIR
-from tests.functional.test_api_harness import make_node_dir, running_node
+from tests.support.api import make_node_dir, running_node
 from tests.functional.test_api_routes import make_signed_record
 
 API = "/api/v1"

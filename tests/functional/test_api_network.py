@@ -19,9 +19,9 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.functional.framework import TestNetwork, connect_nodes, sync_blocks
-from tests.functional.framework import wait_until as wait_until_sync
-from tests.functional.test_api_harness import require_models, sample_image
+from tests.support.network import TestNetwork, connect_nodes, sync_blocks
+from tests.support.network import wait_until as wait_until_sync
+from tests.support.api import require_models, sample_image
 
 API = "/api/v1"
 

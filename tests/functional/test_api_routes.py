@@ -30,10 +30,11 @@ from consensus.builders import sign_record
 from consensus.types import DiagnosisRecord
 from aiohttp import web
 
-from node.api import error_middleware
+from node.http import error_middleware
 from node.api_diagnoses import MAX_IMAGE_BYTES, read_diagnosis_form
-from node.app import CHAIN, IDENTITY, MINER
-from tests.functional.test_api_harness import RunningNode, free_port, make_node_dir, running_node, wait_until
+from node.app import CHAIN, CONFIG, IDENTITY, MINER
+from node.launcher import bind_listener
+from tests.support.api import RunningNode, make_node_dir, running_node, wait_until
 
 API = "/api/v1"
 
@@ -56,7 +57,7 @@ async def seed_mined_records(node: RunningNode, count: int) -> list[DiagnosisRec
     node.app[MINER].wake()
 
     async def all_mined() -> bool:
-        return await chain.run(chain.store.pending_count) == 0
+        return chain.view.pending_count == 0
 
     await wait_until(all_mined, 30, "seeded records to be mined")
     return records
@@ -187,9 +188,9 @@ async def test_upload_limits_and_form_errors() -> None:
     app.router.add_post("/api/v1/form", handler)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    url = f"http://127.0.0.1:{port}/api/v1/form"
+    sock = bind_listener("127.0.0.1", 0)
+    await web.SockSite(runner, sock).start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1/form"
     try:
         async with aiohttp.ClientSession() as session:
             async def post(form: aiohttp.FormData | bytes, **kwargs: object) -> tuple[int, dict]:
@@ -229,7 +230,7 @@ async def test_chain_verify_reports_first_tampered_block(node: RunningNode) -> N
     await seed_mined_records(node, 3)
     _, listing = await node.get(f"{API}/blocks", params={"start": "1", "limit": "1"})
     target = listing["blocks"][0]
-    store_path = node.app[CHAIN].store.db.execute("PRAGMA database_list").fetchone()[2]
+    store_path = node.app[CONFIG].store_path
     with sqlite3.connect(store_path) as db:
         raw = bytearray(db.execute("SELECT raw FROM blocks WHERE hash=?", (bytes.fromhex(target["hash"]),)).fetchone()[0])
         raw[-70] ^= 0x01  # a byte inside the last record's signature

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.functional.test_api_harness import (
+from tests.support.api import (
     make_node_dir,
     require_models,
     running_node,

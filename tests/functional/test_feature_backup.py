@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from node.app import CHAIN, IDENTITY, MINER
-from node.records import build_record, derive_record_keys
+from node.records import build_record_from_stored, derive_record_keys
 from tests.conftest import REPO_ROOT
-from tests.functional.test_api_harness import (
+from tests.support.api import (
     RunningNode,
     make_node_dir,
     running_node,
@@ -43,7 +43,7 @@ def fake_result(index: int) -> dict:
 async def add_record(node: RunningNode, index: int) -> bytes:
     app = node.app
     identity, chain = app[IDENTITY], app[CHAIN]
-    new = build_record(fake_result(index), {"ct": os.urandom(64)}, f"MRN-{index}", identity.private_key,
+    new = build_record_from_stored(fake_result(index), {"ct": os.urandom(64)}, f"MRN-{index}", identity.private_key,
                        identity.member_id, derive_record_keys(identity.private_key), chain.clock_ms())
     await chain.add_pending_record(new.record, new.details_bytes)
     app[MINER].wake()
@@ -65,7 +65,7 @@ async def test_backup_while_mining_restores_chain_and_details(tmp_path: Path) ->
         first = [await add_record(node, index) for index in range(5)]
 
         async def mined() -> bool:
-            return all([await chain.run(chain.store.get_record_location, r) is not None for r in first])
+            return all(location is not None for location in await chain.get_record_locations(first))
 
         await wait_until(mined, 60, "the first records to be mined")
         stop_feeding = asyncio.Event()
@@ -79,22 +79,25 @@ async def test_backup_while_mining_restores_chain_and_details(tmp_path: Path) ->
             return count
 
         feeder = asyncio.create_task(feed())
-        height_before = chain.store.height
+        height_before = chain.view.height
         code, output = await run_cli("backup", "--data-dir", str(data_dir), "--out", str(backup_dir))
         stop_feeding.set()
         fed = await feeder
         assert code == 0, output
-        assert fed > 0 and chain.store.height > height_before, "the node was not mining during the backup"
+        assert fed > 0 and chain.view.height > height_before, "the node was not mining during the backup"
         manifest = json.loads((backup_dir / "manifest.json").read_text())
         height, tip = manifest["chain"]["height"], manifest["chain"]["tip"]
         assert height >= height_before
         originals = {}
         for h in range(1, height + 1):
-            block_hash = await chain.run(chain.store.get_best_hash, h)
-            block = await chain.run(chain.store.get_block, block_hash)
+            block_hash = chain.view.get_best_hash(h)
+            assert block_hash is not None
+            block = await chain.get_block(block_hash)
+            assert block is not None
             for record in block.records:
-                originals[record.record_id] = await chain.run(chain.store.get_details, record.record_id)
-        assert (await chain.run(chain.store.get_best_hash, height)).hex() == tip
+                originals[record.record_id] = await chain.get_details(record.record_id)
+        best = chain.view.get_best_hash(height)
+        assert best is not None and best.hex() == tip
     assert len(originals) >= 5
 
     code, output = await run_cli("restore", "--backup", str(backup_dir), "--data-dir", str(data_dir))
@@ -112,11 +115,12 @@ async def test_backup_while_mining_restores_chain_and_details(tmp_path: Path) ->
 
     async with running_node(restored_dir, plugin="none") as node:
         chain = node.app[CHAIN]
-        assert chain.store.height >= height
-        assert (await chain.run(chain.store.get_best_hash, height)).hex() == tip
+        assert chain.view.height >= height
+        restored_best = chain.view.get_best_hash(height)
+        assert restored_best is not None and restored_best.hex() == tip
         started = time.monotonic()
         for record_id, details in originals.items():
-            assert await chain.run(chain.store.get_details, record_id) == details
+            assert await chain.get_details(record_id) == details
             _, verdict = await node.get(f"/api/v1/records/{record_id.hex()}/verify")
             assert verdict["status"] == "intact", verdict
         assert time.monotonic() - started < 120

@@ -20,19 +20,18 @@ import sys
 import time
 from pathlib import Path
 
-from harness.util import free_port
 from node.genesis import build_genesis, load_genesis, write_genesis
 from node.identity import init_identity
 from node.store import ChainStore
 from node.verify import verify_best_chain
 
 KILLS = 20
-WORKER = Path(__file__).with_name("crash_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "support" / "crash_worker.py"
 
 
 def run_until_killed(data_dir: Path, run_seconds: float) -> list[bytes]:
     """Start the worker, collect ACKs, SIGKILL it after run_seconds of work."""
-    process = subprocess.Popen([sys.executable, str(WORKER), str(data_dir), str(free_port())],
+    process = subprocess.Popen([sys.executable, str(WORKER), str(data_dir), "0"],
                                stdout=subprocess.PIPE, text=True)
     acked: list[bytes] = []
     assert process.stdout is not None
@@ -67,8 +66,8 @@ def test_kill_minus_nine_never_loses_an_acknowledged_record(tmp_path: Path) -> N
         try:
             report = verify_best_chain(store, int(time.time() * 1000))
             assert report.valid, report
-            on_chain = {r.record_id for h in store.best[1:] for r in store.get_block(h).records}
-            pending = {r.record_id for r in store.get_pending(10**6)}
+            on_chain = {r.record_id for h in store.view.best[1:] for r in store.get_block(h).records}
+            pending = {r.record_id for r in store.pending.get_records(10**6)}
         finally:
             store.close()
         assert not on_chain & pending

@@ -32,8 +32,8 @@ from node.hardening import (
     MAX_DIAGNOSES_PER_TOKEN,
     SECURITY_HEADERS,
 )
-from tests.builders import MemberKeys, make_record
-from tests.functional.test_api_harness import (
+from tests.support.builders import MemberKeys, make_record
+from tests.support.api import (
     RunningNode,
     make_node_dir,
     require_models,
@@ -107,10 +107,10 @@ async def add_mined_record(node: RunningNode) -> None:
     identity = app[IDENTITY]
     record = make_record(MemberKeys(identity.private_key, identity.member), created_ms=int(time.time() * 1000),
                          record_id=os.urandom(16))
-    height = app[CHAIN].store.height
+    height = app[CHAIN].view.height
     await app[CHAIN].add_pending_record(record)
     app[MINER].wake()
-    await wait_until(lambda: app[CHAIN].store.height > height, 30, "the record to be mined")
+    await wait_until(lambda: app[CHAIN].view.height > height, 30, "the record to be mined")
 
 
 async def test_data_directory_and_files_are_private(tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ async def test_chain_verify_is_computed_once_per_tip(tmp_path: Path) -> None:
         await add_mined_record(node)
         first = await node.session.get(node.url + "/api/v1/chain/verify")
         body = await first.read()
-        tip = node.app[CHAIN].store.tip.block_hash.hex()
+        tip = node.app[CHAIN].view.tip_hash.hex()
         assert first.status == 200 and first.headers["X-Verified-Tip"] == tip
         for _ in range(20):  # back to back: the stored answer, byte for byte (elapsed_ms included)
             async with node.session.get(node.url + "/api/v1/chain/verify") as again:
@@ -139,7 +139,7 @@ async def test_chain_verify_is_computed_once_per_tip(tmp_path: Path) -> None:
         await add_mined_record(node)
         status, report = await node.get("/api/v1/chain/verify")
         assert status == 200 and report["status"] == "valid"
-        assert report["height"] == node.app[CHAIN].store.height
+        assert report["height"] == node.app[CHAIN].view.height
 
 
 async def stalled_upload(port: int, token: str) -> asyncio.StreamWriter:

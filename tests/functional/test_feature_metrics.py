@@ -18,10 +18,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from node.metrics import METRICS
+from node.keys import METRICS
 from network.messages import Announce, Blocks, GetBlocks
-from tests.builders import make_member
-from tests.functional.framework import FakePeer, TestNetwork, build_chain, connect_nodes, sync_blocks, wait_for_records, wait_until
+from tests.support.builders import make_member
+from tests.support.network import FakePeer, TestNetwork, build_chain, connect_nodes, sync_blocks, wait_for_records, wait_until
 from tests.functional.test_p2p_misbehaving import bad_pow_block
 
 CHAIN_LENGTH = 3000

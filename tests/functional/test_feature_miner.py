@@ -17,8 +17,8 @@ from pathlib import Path
 
 from consensus.builders import compute_block_meta
 from harness.util import wait_until_async
-from tests.builders import make_member, mine_block
-from tests.functional.framework import TestNetwork
+from tests.support.builders import make_member, mine_block
+from tests.support.network import TestNetwork
 
 DIFFICULTY = 3
 
@@ -41,11 +41,13 @@ async def test_miner_abandons_work_when_the_tip_moves(tmp_path: Path) -> None:
         gate.set()
         await wait_until_async(lambda: node.has_record_on_best_chain(record.record_id), 120, "the record to be mined")
         assert node.miner.abandoned >= 1
-        block = node.store.get_block(node.store.best[2])
-        assert node.store.best[1] == rival_block.block_hash and block.records[0].record_id == record.record_id
+        view = node.view
+        block = await node.chain.get_block(view.best[2])
+        assert block is not None
+        assert view.best[1] == rival_block.block_hash and block.records[0].record_id == record.record_id
         # The record is visible once the chain thread commits; the miner counts its block after add_blocks returns.
         await wait_until_async(lambda: node.miner.blocks_mined >= 1, 30, "the miner to count its block")
-        assert node.miner.blocks_mined == 1 and node.store.pending_count() == 0
+        assert node.miner.blocks_mined == 1 and node.view.pending_count == 0
         assert node.miner.mining_on is None and node.height == 2  # nothing pending: no empty block
     finally:
         await network.stop()

@@ -84,7 +84,7 @@ def prebuild_chain(net: NetnsTestnet, blocks: int) -> str:
     from node.genesis import load_genesis
     from node.identity import load_identity
     from node.store import ChainStore
-    from tests.builders import MemberKeys, make_record, mine_block
+    from tests.support.builders import MemberKeys, make_record, mine_block
 
     genesis = load_genesis(net.work_dir / "genesis.json")
     keys = [MemberKeys(load_identity(h.data_dir).private_key, load_identity(h.data_dir).member) for h in net.hosts[:4]]

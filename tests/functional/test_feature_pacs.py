@@ -30,7 +30,7 @@ from harness.util import free_port
 from node.app import CHAIN
 from node.hospital import HOSPITAL
 from tests.dicom_builders import build_series, real_dicom_files
-from tests.functional.test_api_harness import (
+from tests.support.api import (
     RunningNode,
     make_node_dir,
     require_models,
@@ -155,9 +155,9 @@ async def test_orthanc_round_trip_with_series_result(pacs_and_node: tuple[Orthan
         assert series["top_slice"]["probability"] == pytest.approx(max(probabilities), abs=1e-6)
         assert diagnosis["result"]["risk_factors"] == {"age": 58, "smoking": None, "family_history": None}
         # Nothing identifying on chain: the record's bytes do not contain the PatientID or name.
-        record = await chain.run(chain.store.get_record_location, bytes.fromhex(entry["record_id"]))
+        [record] = await chain.get_record_locations([bytes.fromhex(entry["record_id"])])
         assert record is not None
-        block_bytes = await chain.run(chain.store.get_block_bytes, record[0].block_hash)
+        [block_bytes] = await chain.get_blocks_bytes([record[0].block_hash])
         assert block_bytes is not None
         for secret in (b"Lung_Dx-A0001", b"LL-SYNTH-0042", b"Test^Patient"):
             assert secret not in block_bytes

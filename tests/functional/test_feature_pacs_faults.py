@@ -38,7 +38,7 @@ from harness.util import free_port
 from node.hospital import HOSPITAL
 from node.hospital.store import STATE_READY, STATE_SENT
 from tests.dicom_builders import build_series, change_header, real_dicom_files
-from tests.functional.test_api_harness import (
+from tests.support.api import (
     RunningNode,
     make_node_dir,
     require_models,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.util import free_port, wait_for_node
+from harness.util import wait_for_node, wait_for_port_file
 from node.genesis import build_genesis, write_genesis
 from node.identity import init_identity
 
@@ -51,17 +51,17 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def heavy_modules(data_dir: Path, plugin: str) -> list[str]:
-    output = subprocess.run([sys.executable, "-c", PROBE, str(data_dir), str(free_port()), plugin], cwd=REPO_ROOT,
+    output = subprocess.run([sys.executable, "-c", PROBE, str(data_dir), "0", plugin], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120, check=True)
     return list(json.loads(output.stdout.strip().splitlines()[-1]))
 
 
 def test_relay_only_node_starts_fast_without_ml_libraries(data_dir: Path) -> None:
-    port = free_port()
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "run_node.py", "node", "--data-dir", str(data_dir), "--port", str(port),
+    process = subprocess.Popen([sys.executable, "run_node.py", "node", "--data-dir", str(data_dir), "--port", "0",
                                 "--no-diagnostics"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        port = wait_for_port_file(data_dir, process, START_LIMIT_S, "the relay-only node")
         status = wait_for_node(f"https://127.0.0.1:{port}", process, START_LIMIT_S, "the relay-only node")
         assert status["height"] == 0
         print(f"relay-only node answered after {time.monotonic() - started:.2f} s")

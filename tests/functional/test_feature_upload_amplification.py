@@ -25,10 +25,10 @@ from pathlib import Path
 
 import aiohttp
 
-from harness.util import free_port, wait_for_node
+from harness.util import wait_for_node, wait_for_port_file
 from tests import bombs
 from tests.conftest import REPO_ROOT
-from tests.functional.test_api_harness import (
+from tests.support.api import (
     make_node_dir,
     require_models,
     sample_image,
@@ -70,13 +70,13 @@ async def honest(session: aiohttp.ClientSession, url: str, token: str, image: by
 async def test_amplifying_uploads_stay_within_the_memory_budget(tmp_path: Path) -> None:
     require_models("ct")
     data_dir = make_node_dir(tmp_path)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     # A real node process (its RSS is what is measured); starting it does not block.
     process = subprocess.Popen([sys.executable, "run_node.py", "node", "--data-dir", str(data_dir),  # noqa: ASYNC220
-                                "--port", str(port)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                                "--port", "0", "--no-tls"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
+        # plain HTTP (--no-tls): this test measures decoding memory, not TLS
+        url = f"http://127.0.0.1:{wait_for_port_file(data_dir, process, 120)}"
         wait_for_node(url, process, 120)
         token = (data_dir / "api_token").read_text().strip()
         image = sample_image("ct").read_bytes()

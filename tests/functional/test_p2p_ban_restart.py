@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from node.p2p import BANS_FILE
-from tests.builders import make_member
-from tests.functional.framework import TestNetwork
+from tests.support.builders import make_member
+from tests.support.network import TestNetwork
 
 
 async def test_bans_survive_a_restart(tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from consensus.types import Block
 from network.messages import Announce, Blocks, GetBlocks
-from tests.builders import make_member
-from tests.functional.framework import FakePeer, TestNetwork, build_chain, connect_nodes, sync_blocks, wait_until
+from tests.support.builders import make_member
+from tests.support.network import FakePeer, TestNetwork, build_chain, connect_nodes, sync_blocks, wait_until
 
 
 async def serve_copy(fake: FakePeer, genuine: Block, copy: Block) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.functional.framework import TestNetwork, connect_all, sync_blocks, wait_for_records
+from tests.support.network import TestNetwork, connect_all, sync_blocks, wait_for_records
 
 RECORDS_PER_NODE = 3
 
@@ -28,7 +28,7 @@ async def test_four_nodes_converge_with_concurrent_records(tmp_path: Path) -> No
         await sync_blocks(nodes)
         assert all(node.height >= 1 for node in nodes)
         for node in nodes:
-            assert all(node.has_record_on_best_chain(r.record_id) for r in records)
+            assert all([await node.has_record_on_best_chain(r.record_id) for r in records])
             assert {p.member_id for p in node.network.get_peers()} == {n.identity.member_id for n in nodes} - {node.identity.member_id}
     finally:
         await network.stop()

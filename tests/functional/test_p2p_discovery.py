@@ -14,16 +14,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.functional.framework import TestNetwork, sync_blocks, wait_for_records, wait_until
+from tests.support.network import TestNetwork, sync_blocks, wait_for_records, wait_until
 
 
 async def test_peer_exchange_and_reconnect(tmp_path: Path) -> None:
     network = TestNetwork.create(tmp_path, 3, outbound_peers=8)
     hub, first, second = network.nodes
-    for index in (1, 2):
-        network.configure(index, peers=(f"127.0.0.1:{hub.port}",))
     try:
-        await network.start([0, 1])
+        await network.start([0])
+        for index in (1, 2):
+            network.configure(index, peers=(f"127.0.0.1:{hub.port}",))
+        await network.start([1])
         await wait_until(lambda: hub.identity.member_id in first.connected_peer_ids(), 30, "node 1 to reach node 0")
         await network.start([2])
         ids = [node.identity.member_id for node in network.nodes]

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from network.messages import Announce, Blocks, GetBlocks, Ping, Pong
-from tests.builders import build_branch, make_member, mine_block
-from tests.functional.framework import FakePeer, TestNetwork, connect_nodes, sync_blocks, wait_until
+from tests.support.builders import build_branch, make_member, mine_block
+from tests.support.network import FakePeer, TestNetwork, connect_nodes, sync_blocks, wait_until
 
 
 async def test_block_is_not_announced_back_to_its_announcer(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ async def test_block_is_not_announced_back_to_its_announcer(tmp_path: Path) -> N
         await connect_nodes(node, other)
         await fake.open(node)
         await fake.handshake()
-        block = mine_block(node.store.tip, announcer, difficulty=network.genesis.params.difficulty)
+        block = mine_block(node.view.tip, announcer, difficulty=network.genesis.params.difficulty)
         await fake.send(Announce(block.block_hash, block.height))
         assert (await fake.receive(GetBlocks)).hashes == (block.block_hash,)
         await fake.send(Blocks((block.encoded,)))

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from network.constants import MAX_HANDSHAKING
 from network.tls import NodeTls, build_node_tls
-from tests.builders import MemberKeys, make_member
-from tests.functional.framework import FakePeer, TestNetwork, TestNode, wait_until
+from tests.support.builders import MemberKeys, make_member
+from tests.support.network import FakePeer, TestNetwork, TestNode, wait_until
 
 RECONNECT_LIMIT_S = 10.0
 
@@ -56,8 +56,6 @@ async def test_restarted_member_reconnects_while_attacker_holds_sockets(tmp_path
     rogues = [make_member(f"Rogue {i}") for i in range(6)]
     network = TestNetwork.create(tmp_path, 2, extra_members=[r.member for r in rogues])
     a, b = network.nodes
-    network.configure(0, peers=(f"127.0.0.1:{b.port}",))
-    network.configure(1, peers=(f"127.0.0.1:{a.port}",))
     attack: list[asyncio.Task[None]] = []
     raw: list[asyncio.StreamWriter] = []
 
@@ -65,7 +63,14 @@ async def test_restarted_member_reconnects_while_attacker_holds_sockets(tmp_path
         return b.identity.member_id in a.connected_peer_ids() and a.identity.member_id in b.connected_peer_ids()
 
     try:
-        await network.start()
+        # Each names the other as a bootstrap peer; ports are bound at start (port 0), so A restarts once
+        # (same port) to learn B's.
+        await a.start()
+        network.configure(1, peers=(f"127.0.0.1:{a.port}",))
+        await b.start()
+        await a.stop()
+        network.configure(0, peers=(f"127.0.0.1:{b.port}",))
+        await a.start()
         await wait_until(linked, 20, "A and B to connect")
 
         # 2. B goes down; the attack fills A's stranger slots

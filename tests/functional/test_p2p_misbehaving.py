@@ -25,27 +25,27 @@ from consensus.types import Block
 from network.constants import MAX_FRAME_BYTES
 from network.messages import Announce, Blocks, GetBlocks
 from network.tls import build_node_tls
-from tests.builders import MemberKeys, make_member, mine_block
-from tests.functional.framework import FakePeer, TestNetwork, TestNode, connect_nodes, sync_blocks, wait_for_records, wait_until
+from tests.support.builders import MemberKeys, make_member, mine_block
+from tests.support.network import FakePeer, TestNetwork, TestNode, connect_nodes, sync_blocks, wait_for_records, wait_until
 
 
 def bad_pow_block(node: TestNode, member: MemberKeys) -> Block:
-    block = mine_block(node.store.tip, member, difficulty=node.store.params.difficulty)
+    block = mine_block(node.view.tip, member, difficulty=node.chain.params.difficulty)
     header = block.header
     nonce = header.nonce + 1
-    while is_pow_valid(replace(header, nonce=nonce).block_hash, node.store.params.difficulty):
+    while is_pow_valid(replace(header, nonce=nonce).block_hash, node.chain.params.difficulty):
         nonce += 1
     header = replace(header, nonce=nonce)
     return Block(header, sign(member.key, BLOCK_DOMAIN, header.block_hash), block.records)
 
 
 def bad_signature_block(node: TestNode, member: MemberKeys) -> Block:
-    block = mine_block(node.store.tip, member, difficulty=node.store.params.difficulty)
+    block = mine_block(node.view.tip, member, difficulty=node.chain.params.difficulty)
     return Block(block.header, sign(make_member("not the miner").key, BLOCK_DOMAIN, block.block_hash), block.records)
 
 
 def non_member_block(node: TestNode, member: MemberKeys) -> Block:
-    return mine_block(node.store.tip, make_member("outsider"), difficulty=node.store.params.difficulty)
+    return mine_block(node.view.tip, make_member("outsider"), difficulty=node.chain.params.difficulty)
 
 
 async def serve_block(fake: FakePeer, block: Block) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.functional.framework import (
+from tests.support.network import (
     TestNetwork, connect_all, connect_nodes, disconnect_nodes, sync_blocks, wait_for_records, wait_until,
 )
 
@@ -46,15 +46,15 @@ async def test_partition_then_heal_keeps_every_record(tmp_path: Path) -> None:
         await sync_blocks(side_a)
         await sync_blocks(side_b)
         assert side_a[0].tip_hash != side_b[0].tip_hash
-        work_before = max(side_a[0].store.tip.chain_work, side_b[0].store.tip.chain_work)
+        work_before = max(side_a[0].view.tip.chain_work, side_b[0].view.tip.chain_work)
 
         await connect_nodes(nodes[0], nodes[2])
         await connect_nodes(nodes[1], nodes[3])
         every_record = [first, *records_a, *records_b]
         await wait_for_records(nodes, [r.record_id for r in every_record], timeout=60)
         await sync_blocks(nodes)
-        assert nodes[0].store.tip.chain_work >= work_before
-        await wait_until(lambda: all(n.store.pending_count() == 0 for n in nodes), 30, "pending pools to empty")
+        assert nodes[0].view.tip.chain_work >= work_before
+        await wait_until(lambda: all(n.view.pending_count == 0 for n in nodes), 30, "pending pools to empty")
     finally:
         await network.stop()
 
@@ -85,10 +85,12 @@ async def test_isolated_site_with_a_long_branch_rejoins_the_consortium(tmp_path:
         await wait_for_records(network.nodes, [r.record_id for r in own_records + others], timeout=60)
         await sync_blocks(network.nodes)
         # The consortium's six blocks stayed; node 0's records were mined again above them.
-        store = isolated.store
+        view = isolated.view
         consortium_ids = {node.identity.member_id for node in consortium}
-        assert all(store.get_ancestor(store.tip, h).miner_id in consortium_ids for h in range(1, 7))  # type: ignore[union-attr]
-        assert all(store.get_record_location(r.record_id)[0].height > 6 for r in own_records)  # type: ignore[index]
+        assert all(view.metas[view.best[h]].miner_id in consortium_ids for h in range(1, 7))
+        for record in own_records:
+            lookup = await isolated.chain.get_record_evidence(record.record_id)
+            assert lookup.meta is not None and lookup.meta.height > 6
         assert all(not node.network.bans.bans for node in network.nodes)
     finally:
         await network.stop()

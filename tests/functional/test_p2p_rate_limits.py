@@ -22,8 +22,8 @@ import aiohttp
 from network.codec import decode_message
 from network.constants import FLOOD_BAN_MIN_S, MAX_THROTTLED_MESSAGES
 from network.messages import Ping, Pong
-from tests.builders import MemberKeys, make_member
-from tests.functional.framework import (
+from tests.support.builders import MemberKeys, make_member
+from tests.support.network import (
     DEFAULT_TIMEOUT_S, FakePeer, TestNetwork, TestNode, connect_nodes, sync_blocks, wait_for_records, wait_until,
 )
 

@@ -2,7 +2,7 @@
 
 Plan:
 1. Late joiner: nodes 0 and 1 already hold a 2,000-block chain (built with
-   tests/builders and written to their stores); node 2 starts empty, connects
+   tests/support/builders and written to their stores); node 2 starts empty, connects
    to both and reaches the same tip, with bodies fetched from both peers.
 2. Restart: node 1 starts empty and syncs 2,000 blocks from node 0; it is
    stopped part-way, restarted from the same data dir, and finishes from the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.functional.framework import TestNetwork, build_chain, connect_nodes, sync_blocks, wait_until
+from tests.support.network import TestNetwork, build_chain, connect_nodes, sync_blocks, wait_until
 
 CHAIN_LENGTH = 2000
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from node.genesis import load_genesis
 from node.identity import load_identity
 from node.store import ChainStore
-from tests.builders import MemberKeys, build_branch
+from tests.support.builders import MemberKeys, build_branch
 from harness.util import OWN_NODE_TLS, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from network.constants import PING_INTERVAL_S, PING_TIMEOUT_S, REQUEST_TIMEOUT_S
 from network.messages import Announce, GetBlocks, GetHeaders, Headers, Ping
-from tests.builders import make_member
-from tests.functional.framework import FakePeer, TestNetwork, connect_nodes, sync_blocks, wait_until
+from tests.support.builders import make_member
+from tests.support.network import FakePeer, TestNetwork, connect_nodes, sync_blocks, wait_until
 
 
 async def test_peer_that_never_answers_pings_is_dropped(tmp_path: Path) -> None:

@@ -30,8 +30,8 @@ import pytest
 from consensus.encoding import pack
 from network.constants import USER_AGENT
 from network.tls import build_node_tls
-from tests.builders import make_member
-from tests.functional.framework import FakePeer, TestNetwork, TestNode, connect_nodes, sync_blocks, wait_until
+from tests.support.builders import make_member
+from tests.support.network import FakePeer, TestNetwork, TestNode, connect_nodes, sync_blocks, wait_until
 
 
 class RecordingProxy:

@@ -28,7 +28,7 @@ from tests.functional.browser_support import (
     screenshot_dir,
     sign_in,
 )
-from tests.functional.test_api_harness import (
+from tests.support.api import (
     make_node_dir,
     require_models,
     running_node,

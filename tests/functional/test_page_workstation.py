@@ -41,7 +41,7 @@ from tests.functional.browser_support import (
     screenshot_dir,
     sign_in,
 )
-from tests.functional.test_api_harness import (
+from tests.support.api import (
     make_node_dir,
     require_models,
     running_node,
@@ -261,7 +261,7 @@ async def test_explorer_pages_deep_links_and_live_tip(tmp_path: Path, viewport: 
             await chain.add_pending_record(record)
             node.app[MINER].wake()
             await wait_mined(chain)
-        height = chain.store.height
+        height = chain.view.height
         assert height >= 16
         await page.goto(f"{node.url}/#/explorer")
         await expect(page.locator("#live-state")).to_have_text("live")
@@ -300,6 +300,6 @@ async def test_explorer_pages_deep_links_and_live_tip(tmp_path: Path, viewport: 
 
 async def wait_mined(chain: Any) -> None:
     async def mined() -> bool:
-        return await chain.run(chain.store.pending_count) == 0
+        return chain.view.pending_count == 0
 
     await wait_until(mined, timeout=60)

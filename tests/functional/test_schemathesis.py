@@ -25,8 +25,8 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from tests.conftest import REPO_ROOT
-from harness.util import free_port, wait_for_node
-from tests.functional.test_api_harness import make_node_dir, models_dir
+from harness.util import wait_for_node, wait_for_port_file
+from tests.support.api import make_node_dir, models_dir
 
 START_TIMEOUT_S = 60
 MAX_EXAMPLES = 25
@@ -35,16 +35,16 @@ MAX_EXAMPLES = 25
 @pytest.fixture(scope="module")
 def node_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     data_dir = make_node_dir(tmp_path_factory.mktemp("schemathesis"))
-    port = free_port()
     has_models = (models_dir() / "ct" / "model.tflite").exists()
-    config = {"data_dir": str(data_dir), "port": port, "models_dir": str(models_dir()),
+    config = {"data_dir": str(data_dir), "host": "127.0.0.1", "port": 0, "models_dir": str(models_dir()),
               "plugin": "mobilenetv2" if has_models else "none", "log_level": "WARNING"}
     config_path = data_dir / "config.json"
     config_path.write_text(json.dumps(config))
     process = subprocess.Popen([sys.executable, str(REPO_ROOT / "run_node.py"), "node", "--data-dir", str(data_dir),
                                 "--config", str(config_path)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
-    url = f"https://127.0.0.1:{port}"  # the node serves HTTPS with its own certificate (not verified here)
     try:
+        # the node serves HTTPS with its own certificate (not verified here)
+        url = f"https://127.0.0.1:{wait_for_port_file(data_dir, process, START_TIMEOUT_S)}"
         wait_for_node(url, process, START_TIMEOUT_S)
         # Without a plug-in, POST /diagnoses answers 503 relay-only by design; send no token then,
         # so schemathesis sees the 401 path instead of a deliberate 5xx.

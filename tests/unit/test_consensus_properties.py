@@ -13,8 +13,9 @@ from consensus.builders import compute_block_meta
 from consensus.errors import ValidationError
 from consensus.types import Block, DiagnosisRecord
 from consensus.validation import validate_block
-from node.store import ChainStore, MissingParent
-from tests.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block
+from node.results import MissingParent
+from node.store import ChainStore
+from tests.support.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block
 
 A = make_member("A", 11)
 B = make_member("B", 12)

@@ -13,7 +13,7 @@ from consensus.forkchoice import ForkSide, on_candidate_tip
 from consensus.merkle import compute_merkle_root
 from consensus.types import MAX_BLOCK_BYTES, Block, DiagnosisRecord
 from consensus.validation import MAX_FUTURE_MS, compute_median_time_past, validate_block
-from tests.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block, resign
+from tests.support.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block, resign
 
 A = make_member("A", 1)
 B = make_member("B", 2)

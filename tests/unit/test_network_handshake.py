@@ -8,7 +8,7 @@ from consensus.crypto import HANDSHAKE_DOMAIN, sign
 from network.errors import PeerGone
 from network.handshake import LocalIdentity, compute_handshake_message, is_auth_valid, make_hello, validate_hello
 from network.messages import Auth
-from tests.builders import make_chain, make_member
+from tests.support.builders import make_chain, make_member
 
 ALICE, BOB, OUTSIDER = make_member("Alice", 1), make_member("Bob", 2), make_member("Outsider", 3)
 PARAMS, GENESIS = make_chain([ALICE, BOB])

@@ -10,7 +10,7 @@ from network.constants import RECONNECT_BACKOFF_MAX_S, RECONNECT_BACKOFF_MIN_S
 from network.discovery import AddressBook, Backoff, parse_address
 from network.headers import HeaderTree
 from network.messages import PeerAddress
-from tests.builders import build_branch, make_chain, make_member
+from tests.support.builders import build_branch, make_chain, make_member
 
 
 def test_ban_expires_and_own_host_is_exempt() -> None:
@@ -101,3 +101,34 @@ def test_bootstrap_members_are_redialed_within_seconds() -> None:
         book.on_dial_failed(("10.0.0.2", 8545))
     assert book.backoff[("10.0.0.1", 8545)].next_attempt <= RECONNECT_BOOTSTRAP_BACKOFF_MAX_S
     assert book.backoff[("10.0.0.2", 8545)].delay_s == RECONNECT_BACKOFF_MAX_S
+
+
+def test_one_injected_clock_drives_bans_backoff_and_sync() -> None:
+    """PeerNetwork's clock reaches every part that keeps time (as Bitcoin Core's setmocktime)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from network.constants import BAN_DURATION_S
+    from network.service import NetworkSettings, PeerNetwork
+    from network.tls import build_node_tls
+    from tests.support.builders import make_chain, make_member
+
+    member = make_member("Clocked", 91)
+    params, genesis = make_chain([member])
+
+    class Backend:
+        chain_id = genesis.block_hash
+
+        def subscribe(self, listener: object) -> None:
+            pass
+
+    Backend.params = params  # type: ignore[attr-defined]
+    now = [1000.0]
+    # With TLS on (the default), a punished member id is banned; without it only an address could be.
+    tls = build_node_tls(member.key, member.member_id, params.members)
+    network = PeerNetwork(Backend(), Ed25519PrivateKey.generate(), member.member_id,  # type: ignore[arg-type]
+                          NetworkSettings("127.0.0.1", 0, tls=tls), clock=lambda: now[0])
+    assert network.bans.clock() == network.book.clock() == network.sync.clock() == 1000.0
+    network.punish(b"x" * 16, "test-reason")
+    assert network.bans.is_banned(member_id=b"x" * 16)
+    now[0] += BAN_DURATION_S + 1
+    assert not network.bans.is_banned(member_id=b"x" * 16)

@@ -11,7 +11,7 @@ from consensus.errors import ValidationError
 from consensus.types import Block
 from network.backend import AcceptedBlock, ConnectResult
 from network.sync import BlockSync, Received
-from tests.builders import build_branch, make_chain, make_member
+from tests.support.builders import build_branch, make_chain, make_member
 
 MINER = make_member("Miner", 11)
 PARAMS, GENESIS = make_chain([MINER])

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from network.tls import P2P_SERVER_NAME, NodeTls, TlsIdentityError, build_node_tls, get_certified_member
-from tests.builders import make_member
+from tests.support.builders import make_member
 
 ALICE, BOB, OUTSIDER = make_member("Alice", 1), make_member("Bob", 2), make_member("Outsider", 3)
 MEMBERS = [ALICE.member, BOB.member]

@@ -10,9 +10,10 @@ from consensus.builders import compute_block_meta, make_header_template, sign_bl
 from consensus.errors import ValidationError
 from consensus.pow import mine_header
 from consensus.types import Block
-from node.store import ChainStore, DuplicateBlock, MissingParent, StoreCorrupt
+from node.results import DuplicateBlock, MissingParent
+from node.store import ChainStore, StoreCorrupt
 from node.verify import verify_best_chain
-from tests.builders import GENESIS_TIME_MS, MemberKeys, make_chain, make_member, make_record, mine_block, resign
+from tests.support.builders import GENESIS_TIME_MS, MemberKeys, make_chain, make_member, make_record, mine_block, resign
 
 A, B, C, D = (make_member(name, seed) for seed, name in enumerate("ABCD", start=21))
 NOW = GENESIS_TIME_MS + 10**10
@@ -25,7 +26,7 @@ def open_store(path: Path, member: MemberKeys | None = None, depth: int = 100) -
 
 def extend(store: ChainStore, member: MemberKeys, count: int, parent_hash: bytes | None = None) -> list[Block]:
     """Mine ``count`` blocks of fresh records by ``member`` on ``parent_hash`` (default: tip)."""
-    meta = store.get_meta(parent_hash) if parent_hash else store.tip
+    meta = store.tree.index[parent_hash] if parent_hash else store.tip
     blocks = []
     for _ in range(count):
         block = mine_block(meta, member, [make_record(member)])
@@ -36,11 +37,11 @@ def extend(store: ChainStore, member: MemberKeys, count: int, parent_hash: bytes
 
 def mine_pending(store: ChainStore, member: MemberKeys) -> Block | None:
     """What the miner does: one block of pending records on the tip."""
-    records = store.get_pending(200)
+    records = store.pending.get_records(200)
     if not records:
         return None
     parent = store.tip
-    header = make_header_template(parent, records, max(parent.timestamp_ms + 1, store.median_time_past(parent) + 1),
+    header = make_header_template(parent, records, max(parent.timestamp_ms + 1, store.tree.get_median_time_past(parent) + 1),
                                   1, member.member_id)
     block = sign_block(mine_header(header, 0, 10**7), records, member.key)
     store.add_block(block, NOW)
@@ -48,7 +49,7 @@ def mine_pending(store: ChainStore, member: MemberKeys) -> Block | None:
 
 
 def best_record_ids(store: ChainStore) -> set[bytes]:
-    return {r.record_id for h in store.best[1:] for r in store.get_block(h).records}
+    return {r.record_id for h in store.tree.best[1:] for r in store.get_block(h).records}
 
 
 def test_reopen_keeps_chain_and_pending(tmp_path: Path) -> None:
@@ -60,8 +61,8 @@ def test_reopen_keeps_chain_and_pending(tmp_path: Path) -> None:
     store.close()
     reopened = open_store(tmp_path / "c.db", A)
     assert reopened.tip == tip and reopened.height == 5
-    assert [r.record_id for r in reopened.get_pending(10)] == [record.record_id]
-    assert reopened.get_details(record.record_id) == b'{"x": 1}'
+    assert [r.record_id for r in reopened.pending.get_records(10)] == [record.record_id]
+    assert reopened.details.get(record.record_id) == b'{"x": 1}'
     assert verify_best_chain(reopened, NOW).valid
 
 
@@ -78,10 +79,10 @@ def test_invalid_block_leaves_store_untouched(tmp_path: Path) -> None:
     bad = resign(extend(store, A, 1)[0], A, height=7)
     store.add_blocks(good, NOW)
     with pytest.raises(ValidationError) as raised:
-        store.add_blocks([bad], NOW)
+        store.add_block(bad, NOW)
     assert raised.value.code == "bad-height"
     assert store.height == 2
-    assert bad.block_hash not in store.index
+    assert not store.view.has_block(bad.block_hash)
     with pytest.raises(DuplicateBlock):
         store.add_block(good[0], NOW)
 
@@ -90,10 +91,10 @@ def test_batch_commits_good_blocks_before_the_bad_one(tmp_path: Path) -> None:
     store = open_store(tmp_path / "c.db")
     blocks = extend(store, A, 3)
     broken = Block(blocks[2].header, blocks[2].signature[:-1] + bytes([blocks[2].signature[-1] ^ 1]), blocks[2].records)
-    with pytest.raises(ValidationError) as raised:
-        store.add_blocks([blocks[0], blocks[1], broken], NOW)
-    assert raised.value.code == "bad-signature"
-    assert len(raised.value.partial_results) == 2
+    result = store.add_blocks([blocks[0], blocks[1], broken], NOW)
+    assert result.failure == "invalid" and result.error is not None and result.error.code == "bad-signature"
+    assert result.failed == broken
+    assert [r.meta.block_hash for r in result.accepted] == [blocks[0].block_hash, blocks[1].block_hash]
     assert store.height == 2
 
 
@@ -112,14 +113,14 @@ def test_reorg_returns_own_records_and_they_are_mined_again(tmp_path: Path) -> N
     store.add_blocks(own, NOW)
     own_ids = {r.record_id for b in own for r in b.records}
     rival = extend(store, B, 5, parent_hash=store.genesis.block_hash)
-    results = store.add_blocks(rival, NOW)
+    results = store.add_blocks(rival, NOW).accepted
     reorgs = [r.reorg for r in results if r.reorg]
     assert len(reorgs) == 1 and reorgs[0].depth == 3
-    assert store.best[1:] == [b.block_hash for b in rival]
-    assert {r.record_id for r in store.get_pending(100)} == own_ids
+    assert store.tree.best[1:] == [b.block_hash for b in rival]
+    assert {r.record_id for r in store.pending.get_records(100)} == own_ids
     mine_pending(store, A)
     assert own_ids <= best_record_ids(store)
-    assert store.pending_count() == 0
+    assert store.pending.count() == 0
     assert verify_best_chain(store, NOW).valid
 
 
@@ -129,11 +130,11 @@ def test_records_in_both_branches_are_not_duplicated_in_pending(tmp_path: Path) 
     first = mine_block(store.tip, A, [record])
     store.add_block(first, NOW)
     rival = extend(store, B, 1, parent_hash=store.genesis.block_hash)[0]
-    rival_meta = compute_block_meta(rival, store.get_meta(store.genesis.block_hash).chain_work)
+    rival_meta = compute_block_meta(rival, store.tree.index[store.genesis.block_hash].chain_work)
     second = mine_block(rival_meta, A, [record])  # the record re-mined on the rival branch
     store.add_blocks([rival, second], NOW)
     assert store.tip.block_hash == second.block_hash
-    assert store.pending_count() == 0
+    assert store.pending.count() == 0
 
 
 def test_single_member_cannot_rewrite_deep_history(tmp_path: Path) -> None:
@@ -150,10 +151,10 @@ def test_single_member_cannot_rewrite_deep_history(tmp_path: Path) -> None:
     store.add_blocks(honest, NOW)
     honest_tip = store.tip.block_hash
     attack = extend(store, A, 160, parent_hash=fork)  # more work than the honest 150
-    results = store.add_blocks(attack, NOW)
+    results = store.add_blocks(attack, NOW).accepted
     assert store.tip.block_hash == honest_tip
     assert any(r.refused_deep for r in results)
-    assert store.get_meta(attack[-1].block_hash).chain_work > store.tip.chain_work
+    assert store.tree.index[attack[-1].block_hash].chain_work > store.tip.chain_work
 
 
 def test_isolated_site_rejoins_and_all_its_records_reach_the_network_chain(tmp_path: Path) -> None:
@@ -175,14 +176,14 @@ def test_isolated_site_rejoins_and_all_its_records_reach_the_network_chain(tmp_p
         network.add_block(block, NOW)
         network_blocks.append(block)
     # Reconnect: each side receives the other's branch.
-    site_branch = [site.get_block(h) for h in site.best[4:]]
-    refused = network.add_blocks(site_branch, NOW)
+    site_branch = [site.get_block(h) for h in site.tree.best[4:]]
+    refused = network.add_blocks(site_branch, NOW).accepted
     assert any(r.refused_deep for r in refused)
     assert network.tip.block_hash == network_blocks[-1].block_hash
-    switched = site.add_blocks(network_blocks, NOW)
+    switched = site.add_blocks(network_blocks, NOW).accepted
     assert any(r.reorg for r in switched)
     assert site.tip.block_hash == network.tip.block_hash
-    assert site.pending_count() == 150
+    assert site.pending.count() == 150
     rejoin = mine_pending(site, A)
     assert rejoin is not None
     network.add_block(rejoin, NOW)

@@ -27,8 +27,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from consensus.blocktree import ChainView
 from consensus.crypto import HANDSHAKE_DOMAIN, sign
-from harness.util import free_port, wait_until_async
+from harness.util import wait_until_async
 from consensus.types import Block, DiagnosisRecord, Member
 from network.codec import decode_message, encode_message
 from network.constants import MAX_FRAME_BYTES, P2P_PATH
@@ -36,15 +37,15 @@ from network.handshake import UNBOUND, ChannelBinding, LocalIdentity, compute_ha
 from network.tls import P2P_SERVER_NAME, NodeTls, build_node_tls
 from network.messages import Auth, Hello, Message
 from network.service import PeerNetwork
-from node.app import CHAIN, MINER, create_app
+from node.app import CHAIN, MINER, NETWORK
 from node.chain import ChainService
 from node.config import NodeConfig
 from node.genesis import Genesis, build_genesis, write_genesis
 from node.identity import NodeIdentity, init_identity
+from node.launcher import LaunchedNode, launch_node
 from node.miner import Miner
-from node.p2p import NETWORK, get_server_ssl_context
 from node.store import ChainStore
-from tests.builders import MemberKeys, make_record
+from tests.support.builders import MemberKeys, make_record
 
 DEFAULT_TIMEOUT_S = 30.0
 # Re-exported for the tests: one implementation of each (harness/util.py).
@@ -60,8 +61,7 @@ class TestNode:
     index: int
     config: NodeConfig
     identity: NodeIdentity
-    runner: web.AppRunner | None = None
-    app: web.Application | None = None
+    launched: LaunchedNode | None = None
 
     @property
     def port(self) -> int:
@@ -72,8 +72,9 @@ class TestNode:
         return self._app[CHAIN]
 
     @property
-    def store(self) -> ChainStore:
-        return self.chain.store
+    def view(self) -> ChainView:
+        """The node's chain as of its last commit."""
+        return self.chain.view
 
     @property
     def network(self) -> PeerNetwork:
@@ -84,10 +85,14 @@ class TestNode:
         return self._app[MINER]
 
     @property
+    def app(self) -> web.Application | None:
+        return None if self.launched is None else self.launched.app
+
+    @property
     def _app(self) -> web.Application:
-        if self.app is None:
+        if self.launched is None:
             raise RuntimeError(f"node {self.index} is not running")
-        return self.app
+        return self.launched.app
 
     @property
     def member(self) -> MemberKeys:
@@ -95,28 +100,26 @@ class TestNode:
 
     @property
     def tip_hash(self) -> bytes:
-        return self.store.tip.block_hash
+        return self.view.tip_hash
 
     @property
     def height(self) -> int:
-        return self.store.height
+        return self.view.height
 
     async def start(self) -> None:
-        self.app = create_app(self.config)
-        self.runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=2.0)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, self.config.host, self.config.port,
-                          ssl_context=get_server_ssl_context(self.app)).start()
+        """Through the node launcher: port 0 on the first start, the same port on a restart."""
+        self.launched = await launch_node(self.config)
+        self.config = self.launched.config
 
     @property
     def base_url(self) -> str:
-        return self.config.public_url.rstrip("/")
+        assert self.launched is not None, "the node is not running"
+        return self.launched.url
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-        self.runner = None
-        self.app = None
+        if self.launched is not None:
+            await self.launched.stop()
+        self.launched = None
 
     async def add_record(self) -> DiagnosisRecord:
         """Create, sign and durably queue one record of this node, and wake its miner."""
@@ -125,8 +128,8 @@ class TestNode:
         self.miner.wake()
         return record
 
-    def has_record_on_best_chain(self, record_id: bytes) -> bool:
-        return self.store.get_record_location(record_id) is not None
+    async def has_record_on_best_chain(self, record_id: bytes) -> bool:
+        return await self.chain.is_record_on_best_chain(record_id)
 
     def connected_peer_ids(self) -> set[bytes]:
         return set(self.network.peers) if self.app is not None else set()
@@ -155,7 +158,7 @@ class TestNetwork:
         settings: dict[str, Any] = {"plugin": "none", "outbound_peers": 0, "log_level": "INFO", **config}
         network = cls(root=root, genesis=genesis)
         for i, identity in enumerate(identities):
-            node_config = NodeConfig(data_dir=root / f"node{i}", port=free_port(), genesis_path=genesis_path, **settings)
+            node_config = NodeConfig(data_dir=root / f"node{i}", port=0, genesis_path=genesis_path, **settings)
             network.nodes.append(TestNode(i, node_config, identity))
         return network
 
@@ -211,8 +214,10 @@ async def sync_blocks(nodes: Sequence[TestNode], timeout: float = DEFAULT_TIMEOU
 
 
 async def wait_for_records(nodes: Sequence[TestNode], record_ids: Sequence[bytes], timeout: float = DEFAULT_TIMEOUT_S) -> None:
-    await wait_until(lambda: all(n.has_record_on_best_chain(r) for n in nodes for r in record_ids), timeout,
-                     f"{len(record_ids)} records on every node's best chain")
+    async def all_on_best_chain() -> bool:
+        return all([await n.has_record_on_best_chain(r) for n in nodes for r in record_ids])
+
+    await wait_until(all_on_best_chain, timeout, f"{len(record_ids)} records on every node's best chain")
 
 
 class FakePeer:
@@ -305,7 +310,7 @@ class FakePeer:
 
 def build_chain(network: TestNetwork, miner: TestNode, count: int) -> list[Block]:
     """``count`` valid blocks on the network's genesis, mined by ``miner``'s key, 1 s apart."""
-    from tests.builders import build_branch
+    from tests.support.builders import build_branch
 
     assert network.genesis is not None
     return build_branch(network.genesis.block, 0, miner.member, count, difficulty=network.genesis.params.difficulty)

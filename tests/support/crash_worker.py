@@ -10,21 +10,19 @@ import asyncio
 import sys
 from pathlib import Path
 
-from aiohttp import web
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from node.app import CHAIN, IDENTITY, MINER, create_app  # noqa: E402
+from node.app import CHAIN, IDENTITY, MINER  # noqa: E402
 from node.config import NodeConfig  # noqa: E402
-from tests.builders import MemberKeys, make_record  # noqa: E402
+from node.launcher import launch_node  # noqa: E402
+from tests.support.builders import MemberKeys, make_record  # noqa: E402
 
 
 async def main(data_dir: Path, port: int) -> None:
-    app = create_app(NodeConfig(data_dir=data_dir, port=port, plugin=None))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    node = await launch_node(NodeConfig(data_dir=data_dir, host="127.0.0.1", port=port, plugin=None))
+    app = node.app
     identity = app[IDENTITY]
     keys = MemberKeys(identity.private_key, identity.member)
     print("READY", flush=True)

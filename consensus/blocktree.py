@@ -1,0 +1,349 @@
+"""The block tree and its fork choice: pure, in memory, no storage.
+
+``BlockTree`` holds the index of valid blocks (:class:`BlockMeta`), the
+candidate tips and the best chain. One event handler changes it:
+
+- :meth:`BlockTree.on_block` adds a valid block whose parent is known and
+  returns the :class:`HeadChange` fork choice wants (possibly none), without
+  moving the best chain;
+- :meth:`BlockTree.apply_head_change` moves the best chain by that plan
+  (disconnect the old branch above the fork point, connect the new one).
+
+The caller (``node.store.ChainStore``) writes the same plan to disk in one
+transaction between the two calls. :meth:`BlockTree.get_view` returns a frozen
+:class:`ChainView` of the best chain for readers on other threads.
+
+Fork choice (``consensus.forkchoice`` compares two tips) runs as a tournament
+over every candidate tip after every block, so the head does not depend on
+the order blocks arrived in. Rules that later refine it plug in here:
+a finality rule (a block confirmed by a majority of distinct members is never
+disconnected) belongs in :meth:`BlockTree._choose_head` before the tip
+comparison; a signer limit is a validity rule and reads the recent miners of
+a parent through :meth:`BlockTree.get_recent_miners`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from consensus.forkchoice import ForkDecision, ForkSide, on_candidate_tip
+from consensus.validation import MEDIAN_TIME_SPAN, BlockMeta, compute_median_time_past
+
+LOCATOR_DENSE = 10
+
+
+class TreeInconsistent(ValueError):
+    """Metas and a best chain that do not form one tree rooted at genesis."""
+
+
+@dataclass(frozen=True)
+class HeadChange:
+    """What one block's arrival does to the best chain: a plan, applied by ``apply_head_change``.
+
+    ``disconnect`` are the old best-chain hashes above ``fork`` (ascending);
+    ``connect`` the new branch's blocks above ``fork`` (ascending). Both are
+    empty when the head stays where it was.
+    """
+
+    block: BlockMeta
+    old_tip: BlockMeta
+    new_tip: BlockMeta
+    fork: BlockMeta
+    disconnect: tuple[bytes, ...] = ()
+    connect: tuple[BlockMeta, ...] = ()
+    refused_deep: bool = False
+
+    @property
+    def tip_changed(self) -> bool:
+        return self.new_tip.block_hash != self.old_tip.block_hash
+
+    @property
+    def is_reorg(self) -> bool:
+        return bool(self.disconnect)
+
+    @property
+    def block_on_best(self) -> bool:
+        """The arriving block is on the best chain once the change is applied."""
+        return any(meta.block_hash == self.block.block_hash for meta in self.connect)
+
+
+@dataclass(frozen=True)
+class ChainView:
+    """A frozen picture of the best chain after one commit (safe to read from any thread)."""
+
+    best: tuple[bytes, ...]
+    metas: Mapping[bytes, BlockMeta]
+    pending_count: int = 0
+
+    @property
+    def tip(self) -> BlockMeta:
+        return self.metas[self.best[-1]]
+
+    @property
+    def tip_hash(self) -> bytes:
+        return self.best[-1]
+
+    @property
+    def height(self) -> int:
+        return len(self.best) - 1
+
+    def has_block(self, block_hash: bytes) -> bool:
+        return block_hash in self.metas
+
+    def get_meta(self, block_hash: bytes) -> BlockMeta | None:
+        return self.metas.get(block_hash)
+
+    def get_height_of(self, block_hash: bytes) -> int | None:
+        meta = self.metas.get(block_hash)
+        return None if meta is None else meta.height
+
+    def get_best_hash(self, height: int) -> bytes | None:
+        return self.best[height] if 0 <= height < len(self.best) else None
+
+    def is_on_best_chain(self, block_hash: bytes) -> bool:
+        return is_on_best_chain(self.best, self.metas, block_hash)
+
+    def get_confirmations(self, meta: BlockMeta) -> int:
+        return self.height - meta.height + 1 if self.is_on_best_chain(meta.block_hash) else 0
+
+    def get_locator(self) -> list[bytes]:
+        return compute_locator(self.best)
+
+    def find_fork_height(self, locator: Sequence[bytes]) -> int:
+        return find_fork_height(self.best, self.metas, locator)
+
+    def get_median_time_past(self, meta: BlockMeta) -> int:
+        return get_median_time_past(self.metas, meta)
+
+
+# ------------------------------------------------------------- free functions
+def is_on_best_chain(best: Sequence[bytes], metas: Mapping[bytes, BlockMeta], block_hash: bytes) -> bool:
+    meta = metas.get(block_hash)
+    return meta is not None and meta.height < len(best) and best[meta.height] == block_hash
+
+
+def compute_locator(best: Sequence[bytes]) -> list[bytes]:
+    """Best-chain hashes: the last 10, then exponentially sparser, then genesis."""
+    heights, step, height = [], 1, len(best) - 1
+    while height > 0:
+        heights.append(height)
+        if len(heights) >= LOCATOR_DENSE:
+            step *= 2
+        height -= step
+    heights.append(0)
+    return [best[h] for h in heights]
+
+
+def find_fork_height(best: Sequence[bytes], metas: Mapping[bytes, BlockMeta], locator: Sequence[bytes]) -> int:
+    """Height of the first locator hash that is on the best chain (0 if none)."""
+    for block_hash in locator:
+        if is_on_best_chain(best, metas, block_hash):
+            return metas[block_hash].height
+    return 0
+
+
+def get_median_time_past(metas: Mapping[bytes, BlockMeta], meta: BlockMeta) -> int:
+    """Median of ``meta``'s and its ancestors' timestamps (up to 11)."""
+    timestamps, node = [], meta
+    for _ in range(MEDIAN_TIME_SPAN):
+        timestamps.append(node.timestamp_ms)
+        parent = metas.get(node.prev_hash)
+        if parent is None:
+            break
+        node = parent
+    return compute_median_time_past(timestamps)
+
+
+# ------------------------------------------------------------------- the tree
+class BlockTree:
+    """Index of valid blocks, candidate tips and the best chain (as Bitcoin Core's block index)."""
+
+    def __init__(self, genesis: BlockMeta, max_reorg_depth: int) -> None:
+        self.max_reorg_depth = max_reorg_depth
+        self.index: dict[bytes, BlockMeta] = {genesis.block_hash: genesis}
+        self.tips: set[bytes] = {genesis.block_hash}  # valid blocks without children, still in the running
+        self.best: list[bytes] = [genesis.block_hash]
+
+    @classmethod
+    def from_index(cls, metas: Iterable[BlockMeta], best: Sequence[bytes], max_reorg_depth: int) -> BlockTree:
+        """Rebuild from stored metas and the stored best chain; raises TreeInconsistent."""
+        index = {meta.block_hash: meta for meta in metas}
+        if not best or best[0] not in index:
+            raise TreeInconsistent("the best chain does not start at an indexed genesis")
+        tree = cls(index[best[0]], max_reorg_depth)
+        tree.index = index
+        tree.tips = set(index) - {meta.prev_hash for meta in index.values()}
+        tree.best = list(best)
+        for height, block_hash in enumerate(tree.best):
+            meta = index.get(block_hash)
+            if meta is None or meta.height != height or (height and meta.prev_hash != tree.best[height - 1]):
+                raise TreeInconsistent(f"best chain entry at height {height} is not an indexed block on the chain")
+        return tree
+
+    # ----------------------------------------------------------------- reading
+    @property
+    def tip(self) -> BlockMeta:
+        return self.index[self.best[-1]]
+
+    @property
+    def height(self) -> int:
+        return len(self.best) - 1
+
+    def get_meta(self, block_hash: bytes) -> BlockMeta | None:
+        return self.index.get(block_hash)
+
+    def get_best_hash(self, height: int) -> bytes | None:
+        return self.best[height] if 0 <= height < len(self.best) else None
+
+    def is_on_best_chain(self, block_hash: bytes) -> bool:
+        return is_on_best_chain(self.best, self.index, block_hash)
+
+    def get_ancestor(self, meta: BlockMeta, height: int) -> BlockMeta | None:
+        """The ancestor of ``meta`` at ``height`` (walks back to the best chain, then jumps)."""
+        if height > meta.height or height < 0:
+            return None
+        node: BlockMeta | None = meta
+        while node is not None and node.height > height and not self.is_on_best_chain(node.block_hash):
+            node = self.index.get(node.prev_hash)
+        if node is None:
+            return None
+        if node.height == height:
+            return node
+        return self.index[self.best[height]]
+
+    def is_in_ancestry(self, block_hash: bytes, meta: BlockMeta) -> bool:
+        """``block_hash`` is ``meta`` or one of its ancestors."""
+        holder = self.index.get(block_hash)
+        if holder is None or holder.height > meta.height:
+            return False
+        ancestor = self.get_ancestor(meta, holder.height)
+        return ancestor is not None and ancestor.block_hash == block_hash
+
+    def get_median_time_past(self, meta: BlockMeta) -> int:
+        return get_median_time_past(self.index, meta)
+
+    def get_recent_miners(self, meta: BlockMeta, count: int) -> list[bytes]:
+        """Miners of ``meta`` and its ancestors, newest first, at most ``count`` (genesis excluded)."""
+        miners: list[bytes] = []
+        node: BlockMeta | None = meta
+        while node is not None and node.height > 0 and len(miners) < count:
+            miners.append(node.miner_id)
+            node = self.index.get(node.prev_hash)
+        return miners
+
+    def get_view(self, pending_count: int = 0) -> ChainView:
+        """A frozen copy of the best chain and the index, for readers on other threads."""
+        return ChainView(tuple(self.best), MappingProxyType(dict(self.index)), pending_count)
+
+    # ------------------------------------------------------------------ events
+    def on_block(self, meta: BlockMeta) -> HeadChange:
+        """Index a valid block whose parent is indexed; return the head change fork choice wants.
+
+        The best chain does not move until :meth:`apply_head_change`.
+        """
+        parent = self.index.get(meta.prev_hash)
+        if parent is None or meta.height != parent.height + 1:
+            raise TreeInconsistent(f"block {meta.block_hash.hex()} does not extend an indexed parent")
+        if meta.block_hash in self.index:
+            raise TreeInconsistent(f"block {meta.block_hash.hex()} is already indexed")
+        self.index[meta.block_hash] = meta
+        self.tips.discard(meta.prev_hash)
+        self.tips.add(meta.block_hash)
+        old_tip = self.tip
+        start = meta if meta.prev_hash == old_tip.block_hash else old_tip
+        winner, refused = self._choose_head(start, meta)
+        return self._plan(meta, old_tip, winner, refused)
+
+    def apply_head_change(self, change: HeadChange) -> None:
+        """Move the best chain by the plan (it must come from this tree's current head)."""
+        if change.old_tip.block_hash != self.best[-1]:
+            raise TreeInconsistent("the head change was planned from another head")
+        del self.best[change.fork.height + 1 :]
+        self.best.extend(meta.block_hash for meta in change.connect)
+
+    # ------------------------------------------------------------ fork choice
+    def get_fork_point(self, first: BlockMeta, second: BlockMeta) -> BlockMeta:
+        """The last block two branches share."""
+        low = min(first.height, second.height)
+        a, b = self.get_ancestor(first, low), self.get_ancestor(second, low)
+        while a is not None and b is not None and a.block_hash != b.block_hash:
+            a, b = self.index.get(a.prev_hash), self.index.get(b.prev_hash)
+        if a is None or b is None:
+            raise TreeInconsistent("two indexed blocks share no ancestor")
+        return a
+
+    def get_fork_side(self, tip: BlockMeta, fork: BlockMeta, enough: int | None = None) -> ForkSide:
+        """Distinct miners after the fork; counting may stop once ``enough`` are seen."""
+        miners: set[bytes] = set()
+        node = tip
+        while node.block_hash != fork.block_hash and (enough is None or len(miners) < enough):
+            miners.add(node.miner_id)
+            node = self.index[node.prev_hash]
+        return ForkSide(tip=tip, blocks_after_fork=tip.height - fork.height, distinct_miners=len(miners))
+
+    def compare_tips(self, best: BlockMeta, candidate: BlockMeta) -> ForkDecision:
+        """Fork choice between two tips (``consensus.forkchoice``), over their sides of the fork."""
+        fork = self.get_fork_point(best, candidate)
+        candidate_side = self.get_fork_side(candidate, fork)
+        # Only "more distinct miners than the candidate" matters for the best side: stop counting there.
+        best_side = self.get_fork_side(best, fork, enough=candidate_side.distinct_miners + 1)
+        return on_candidate_tip(best_side, candidate_side, self.max_reorg_depth)
+
+    def _choose_head(self, start: BlockMeta, new_block: BlockMeta) -> tuple[BlockMeta, bool]:
+        """Tournament over all candidate tips, starting from ``start``; the winner must beat the head itself.
+
+        Re-run after every block so the result does not depend on arrival order:
+        a branch that wins while the fork is shallow is dropped again once the
+        fork becomes deep and the other branch has more distinct miners. A tip
+        that loses a deep comparison can only fall further behind, so it
+        leaves the candidate set (a block extending it becomes a candidate again).
+
+        Deep and shallow comparisons do not chain (A beats B by work, B beats C
+        by work, yet C's fork from A is deep and A has more distinct miners), so
+        the tournament's winner is compared with the current head directly: a
+        winner that loses that deep comparison leaves the candidates and the
+        tournament runs again (it ends: every round removes a tip).
+        """
+        head, refused_new = self.tip, False
+        excluded: set[bytes] = set()  # lost to the head directly in this round, without being refused for good
+        while True:
+            candidates = self.tips - excluded
+            best = start if start.block_hash in candidates else head
+            for tip_hash in sorted(candidates - {best.block_hash}):
+                candidate = self.index[tip_hash]
+                decision = self.compare_tips(best, candidate)
+                loser = best if decision.switch else candidate
+                if decision.switch:
+                    best = candidate
+                if decision.decisive:
+                    refused_new |= self._refuse(loser, new_block)
+            if best.block_hash == head.block_hash or best.prev_hash == head.block_hash:
+                return best, refused_new
+            direct = self.compare_tips(head, best)
+            if direct.switch or not direct.deep:
+                return best, refused_new
+            if direct.decisive:
+                refused_new |= self._refuse(best, new_block)
+            else:
+                excluded.add(best.block_hash)
+                refused_new |= best.block_hash == new_block.block_hash
+
+    def _refuse(self, loser: BlockMeta, new_block: BlockMeta) -> bool:
+        """A tip lost a deep comparison: it leaves the candidates. True if it is the new block."""
+        self.tips.discard(loser.block_hash)
+        return loser.block_hash == new_block.block_hash
+
+    def _plan(self, block: BlockMeta, old_tip: BlockMeta, new_tip: BlockMeta, refused: bool) -> HeadChange:
+        if new_tip.block_hash == old_tip.block_hash:
+            return HeadChange(block, old_tip, new_tip, old_tip, refused_deep=refused)
+        fork = self.get_fork_point(old_tip, new_tip)
+        connect: list[BlockMeta] = []
+        node = new_tip
+        while node.block_hash != fork.block_hash:
+            connect.append(node)
+            node = self.index[node.prev_hash]
+        connect.reverse()
+        disconnect = tuple(self.best[fork.height + 1 :])
+        return HeadChange(block, old_tip, new_tip, fork, disconnect, tuple(connect), refused)
