@@ -71,7 +71,7 @@ async def test_amplifying_uploads_stay_within_the_memory_budget(tmp_path: Path) 
     require_models("ct")
     data_dir = make_node_dir(tmp_path)
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"  # the node serves HTTPS with its own certificate
     # A real node process (its RSS is what is measured); starting it does not block.
     process = subprocess.Popen([sys.executable, "run_node.py", "node", "--data-dir", str(data_dir),  # noqa: ASYNC220
                                 "--port", str(port)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
@@ -82,7 +82,7 @@ async def test_amplifying_uploads_stay_within_the_memory_budget(tmp_path: Path) 
         image = sample_image("ct").read_bytes()
         png_bomb, dicom_bomb = bombs.make_rgb_png_bomb(), bombs.make_deflated_dicom_bomb()
         assert len(png_bomb) < 200_000 and len(dicom_bomb) < 3_500_000
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
             for _ in range(2):
                 await honest(session, url, token, image)
             baseline_kib = status_kib(process.pid, "VmRSS")
