@@ -7,7 +7,9 @@ test kills this process with SIGKILL at random moments.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from aiohttp import web
@@ -24,7 +26,9 @@ async def main(data_dir: Path, port: int) -> None:
     app = create_app(NodeConfig(data_dir=data_dir, port=port, plugin=None))
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    # Port 0: the kernel picks a free port at bind time (a port chosen earlier and bound later can be taken
+    # by another process on a busy machine in between; the worker's port is never used by the test).
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     identity = app[IDENTITY]
     keys = MemberKeys(identity.private_key, identity.member)
     print("READY", flush=True)
@@ -37,4 +41,11 @@ async def main(data_dir: Path, port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2])))
+    try:
+        asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2])))
+    except BaseException:
+        # Say why and exit at once: without runner.cleanup() the app's background tasks would keep
+        # asyncio.run's final cancellation waiting, and the test would see a worker that never starts.
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
