@@ -135,13 +135,19 @@ async def cached_chain_verification(request: web.Request, handler: Handler) -> w
 
 
 # ---------------------------------------------------------------- data directory
-def secure_data_dir(data_dir: Path, database_name: str = "chain.sqlite3") -> None:
-    """Data directory 0700, its files 0600; the database file is created 0600 if it does not exist yet."""
+# Every SQLite file a node opens (chain, people's accounts and audit log, hospital integration): each is
+# created 0600 before SQLite opens it, so its -wal and -shm files (which SQLite gives the database's mode) are too.
+NODE_DATABASES = ("chain.sqlite3", "accounts.sqlite3", "hospital.sqlite3")
+
+
+def secure_data_dir(data_dir: Path, databases: tuple[str, ...] = NODE_DATABASES) -> None:
+    """Data directory 0700, its files 0600; the database files are created 0600 if they do not exist yet."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, PRIVATE_DIR_MODE)
-    database = data_dir / database_name
-    if not database.exists():
-        os.close(os.open(database, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE))
+    for database_name in databases:
+        database = data_dir / database_name
+        if not database.exists():
+            os.close(os.open(database, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE))
     for path in data_dir.iterdir():
         mode = path.lstat().st_mode
         if stat.S_ISREG(mode) and stat.S_IMODE(mode) & 0o077:

@@ -1,6 +1,6 @@
 """Backup and restore of a node's data directory, safe while the node runs and mines.
 
-``backup``: each SQLite file (``chain.sqlite3``, and ``hospital.sqlite3`` when
+``backup``: each SQLite file (``chain.sqlite3``, and ``hospital.sqlite3`` and ``accounts.sqlite3`` when
 present) is copied with SQLite's online backup API, which reads one consistent
 snapshot while the node keeps writing (WAL mode: readers do not block the
 writer); the copy is checked with ``PRAGMA integrity_check``. The node's key,
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DATABASES = ("chain.sqlite3", "hospital.sqlite3")
+DATABASES = ("chain.sqlite3", "hospital.sqlite3", "accounts.sqlite3")  # accounts: people and the audit log
 PLAIN_FILES = ("node.key", "node.json", "api_token", "genesis.json", "config.json")
 REQUIRED = ("chain.sqlite3", "node.key", "node.json")
 MANIFEST = "manifest.json"

@@ -37,16 +37,19 @@ def run_until_killed(data_dir: Path, run_seconds: float) -> list[bytes]:
     assert process.stdout is not None
     deadline = None
     start = time.monotonic()
-    for line in process.stdout:
-        if line.startswith("READY"):
-            deadline = time.monotonic() + run_seconds
-        elif line.startswith("ACK "):
-            acked.append(bytes.fromhex(line.split()[1]))
-        if deadline is not None and time.monotonic() >= deadline:
-            break
-        assert time.monotonic() - start < 60, "worker did not start"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    try:
+        for line in process.stdout:
+            if line.startswith("READY"):
+                deadline = time.monotonic() + run_seconds
+            elif line.startswith("ACK "):
+                acked.append(bytes.fromhex(line.split()[1]))
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            assert time.monotonic() - start < 60, "worker did not start"
+        assert deadline is not None, f"worker exited with {process.poll()} before it was ready"
+    finally:
+        os.kill(process.pid, signal.SIGKILL)  # also when the test fails: never leave a worker behind
+        process.wait()
     # Lines already written before the kill are acknowledgements too.
     for line in process.stdout:
         if line.startswith("ACK "):

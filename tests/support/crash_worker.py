@@ -7,7 +7,9 @@ test kills this process with SIGKILL at random moments.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -21,7 +23,9 @@ from tests.support.builders import MemberKeys, make_record  # noqa: E402
 
 
 async def main(data_dir: Path, port: int) -> None:
-    node = await launch_node(NodeConfig(data_dir=data_dir, host="127.0.0.1", port=port, plugin=None))
+    # Port 0: the launcher binds a port the kernel picks (a port chosen earlier could be taken on a busy
+    # machine before the bind; the test never uses the worker's port).
+    node = await launch_node(NodeConfig(data_dir=data_dir, host="127.0.0.1", port=0, plugin=None))
     app = node.app
     identity = app[IDENTITY]
     keys = MemberKeys(identity.private_key, identity.member)
@@ -35,4 +39,11 @@ async def main(data_dir: Path, port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2])))
+    try:
+        asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2])))
+    except BaseException:
+        # Say why and exit at once: without the node's cleanup the app's background tasks would keep
+        # asyncio.run's final cancellation waiting, and the test would see a worker that never starts.
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
