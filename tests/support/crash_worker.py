@@ -23,6 +23,17 @@ from tests.support.builders import MemberKeys, make_record  # noqa: E402
 
 
 async def main(data_dir: Path, port: int) -> None:
+    try:
+        await run(data_dir)
+    except BaseException:
+        # Say why and exit at once, inside the loop: asyncio.run's final cancellation would otherwise wait
+        # on the node's background tasks, and the test would wait on a worker that neither acks nor exits.
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+async def run(data_dir: Path) -> None:
     # Port 0: the launcher binds a port the kernel picks (a port chosen earlier could be taken on a busy
     # machine before the bind; the test never uses the worker's port).
     node = await launch_node(NodeConfig(data_dir=data_dir, host="127.0.0.1", port=0, plugin=None))
@@ -31,7 +42,9 @@ async def main(data_dir: Path, port: int) -> None:
     keys = MemberKeys(identity.private_key, identity.member)
     print("READY", flush=True)
     while True:
-        record = make_record(keys, created_ms=app[CHAIN].clock_ms())
+        # Random ids: the builder's default ids come from a per-process counter, so a restarted worker would
+        # repeat the ids of records it queued before the kill (refused as duplicate-record).
+        record = make_record(keys, created_ms=app[CHAIN].clock_ms(), record_id=os.urandom(16))
         await app[CHAIN].add_pending_record(record, b"{}")
         print("ACK", record.record_id.hex(), flush=True)
         app[MINER].wake()
@@ -39,11 +52,4 @@ async def main(data_dir: Path, port: int) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2])))
-    except BaseException:
-        # Say why and exit at once: without the node's cleanup the app's background tasks would keep
-        # asyncio.run's final cancellation waiting, and the test would see a worker that never starts.
-        traceback.print_exc()
-        sys.stderr.flush()
-        os._exit(1)
+    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2])))
