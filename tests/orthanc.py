@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness.util import wait_until
 
 from harness.util import free_port
 
@@ -63,16 +64,18 @@ class Orthanc:
         with open(self.root / "orthanc.log", "ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen([find_orthanc(), str(config)], stdout=log, stderr=subprocess.STDOUT,
                                             cwd=self.root)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Orthanc exited with {self.process.returncode}; see {self.root / 'orthanc.log'}")
-            try:
-                self.get("/system")
-                return
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.1)
-        raise TimeoutError(f"Orthanc did not answer within {START_TIMEOUT_S:.0f} s")
+        wait_until(self._answers, START_TIMEOUT_S, "Orthanc to answer", interval=0.1)
+
+    def _answers(self) -> bool:
+        """True once Orthanc answers /system; fails at once if its process has exited."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"Orthanc exited with {self.process.returncode}; see {self.root / 'orthanc.log'}")
+        try:
+            self.get("/system")
+        except (OSError, urllib.error.URLError):
+            return False
+        return True
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

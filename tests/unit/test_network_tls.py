@@ -27,6 +27,7 @@ async def handshake(server: NodeTls | ssl.SSLContext, client: ssl.SSLContext, se
                     check: NodeTls) -> tuple[bytes | None, bytes, str]:
     """One TLS link; returns (member the server saw or None, server certificate DER, TLS version)."""
     seen: list[bytes | None] = []
+    served = asyncio.Event()
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -34,6 +35,7 @@ async def handshake(server: NodeTls | ssl.SSLContext, client: ssl.SSLContext, se
         except TlsIdentityError:
             seen.append(None)
         writer.close()
+        served.set()
 
     context = server.server_context if isinstance(server, NodeTls) else server
     listener = await asyncio.start_server(on_client, "127.0.0.1", 0, ssl=context)
@@ -45,8 +47,7 @@ async def handshake(server: NodeTls | ssl.SSLContext, client: ssl.SSLContext, se
         await reader.read()
         writer.close()
         async with asyncio.timeout(5):
-            while not seen:
-                await asyncio.sleep(0.01)
+            await served.wait()
     finally:
         listener.close()
     return seen[0], der, version
