@@ -34,11 +34,9 @@ from training.data import Record, default_data_dir, list_records
 from training.heads import choose_l2, fit_logistic
 from training.look import foreign_look, vary_look
 from training.metrics import compute_auc
-from training.split import get_indices, split_groups
+from training.split import split_three
 
 SEED = 1337
-VALIDATION_FRACTION = 0.2
-TUNING_FRACTION = 0.2
 NIH = "NIH ChestX-ray14"
 JSRT = "JSRT"
 
@@ -68,17 +66,6 @@ def read_folder(modality: str, limit: int = 0) -> Folder:
     grays = [decode_image((data_dir / record.file).read_bytes(), modality).pixels for record in records]
     return Folder(records, grays, np.array([r.label for r in records]), [r.group for r in records],
                   [r.source or modality for r in records])
-
-
-def split_three(groups: list[str], labels: np.ndarray, seed: int = SEED) -> dict[str, np.ndarray]:
-    """train / tuning / validation indices, grouped and stratified by class (the training recipe's split)."""
-    outer = split_groups(groups, labels, VALIDATION_FRACTION, seed)
-    development = get_indices(groups, outer.kept)
-    inner = split_groups([groups[i] for i in development], labels[development], TUNING_FRACTION, seed + 1)
-    dev_groups = [groups[i] for i in development]
-    return {"train": development[get_indices(dev_groups, inner.kept)],
-            "tuning": development[get_indices(dev_groups, inner.held_out)],
-            "validation": get_indices(groups, outer.held_out)}
 
 
 def split_by_source(folder: Folder) -> dict[str, np.ndarray]:

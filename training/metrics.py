@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diagnostics.auc import compute_auc
+
 Z_95 = 1.959963984540054
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20240601
@@ -47,27 +49,6 @@ def compute_wilson_interval(successes: int, total: int, z: float = Z_95) -> tupl
     centre = (proportion + z * z / (2 * total)) / denominator
     half = z * math.sqrt(proportion * (1 - proportion) / total + z * z / (4 * total * total)) / denominator
     return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def compute_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC as the Mann-Whitney probability P(score_pos > score_neg), ties count 1/2."""
-    truth = np.asarray(labels).astype(bool)
-    values = np.asarray(scores, dtype=np.float64)
-    positives, negatives = values[truth], values[~truth]
-    if positives.size == 0 or negatives.size == 0:
-        return math.nan
-    ranks = _average_ranks(np.concatenate([positives, negatives]))
-    rank_sum = float(np.sum(ranks[: positives.size]))
-    u_statistic = rank_sum - positives.size * (positives.size + 1) / 2.0
-    return u_statistic / (positives.size * negatives.size)
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, tied values sharing their average rank."""
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    last_rank = np.cumsum(counts).astype(np.float64)
-    average = last_rank - (counts - 1) / 2.0
-    return average[inverse.ravel()]
 
 
 def compute_bootstrap_auc_interval(
