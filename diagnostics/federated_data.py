@@ -28,7 +28,7 @@ from diagnostics.federated import Preconditioner
 from diagnostics.imaging import decode_image
 from diagnostics.model import LiteRTModel
 from diagnostics.preprocessing import to_model_input
-from diagnostics.split import split_three
+from diagnostics.split import SPLIT_SEED, split_three
 
 CLASS_NAMES = ("normal", "cancer")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
@@ -60,9 +60,9 @@ class SiteFeatures:
         indices = [index for index, image in enumerate(self.images) if keep(image)]
         return SiteFeatures(tuple(self.images[i] for i in indices), self.features[indices], self.digest)
 
-    def split(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def split(self, seed: int = SPLIT_SEED) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The grouped train / tuning / validation split (``diagnostics.split.split_three``)."""
-        parts = split_three([image.group for image in self.images], self.labels)
+        parts = split_three([image.group for image in self.images], self.labels, seed)
         return {name: (self.features[indices], self.labels[indices]) for name, indices in parts.items()}
 
 

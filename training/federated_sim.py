@@ -36,6 +36,7 @@ from diagnostics.federated import (Head, LocalConfig, Preconditioner, Update, ag
                                    screen_updates, train_local)
 from diagnostics.federated_data import SiteFeatures, get_preconditioner, load_site_features
 from diagnostics.model import LiteRTModel
+from diagnostics.split import SPLIT_SEED
 from training.data import REPO_ROOT, default_data_dir
 
 SITES = (("site1-nih", "NIH ChestX-ray14"), ("site2-jsrt", "JSRT"))
@@ -53,19 +54,21 @@ class Privacy:
 class Federation:
     sites: dict[str, Split]
     preconditioner: Preconditioner
+    shipped: Head
 
 
-def load_sites(model_dir: Path, data_dir: Path, cache: Path) -> Federation:
+def load_sites(model_dir: Path, data_dir: Path, cache: Path, seed: int = SPLIT_SEED) -> Federation:
     model = LiteRTModel(model_dir)
     everything = load_site_features(model, data_dir, cache)
-    return Federation({name: site_split(everything, source) for name, source in SITES}, get_preconditioner(model))
+    shipped = Head.create(model.card.head_weights, model.card.head_bias)
+    return Federation({name: site_split(everything, source, seed) for name, source in SITES}, get_preconditioner(model), shipped)
 
 
-def site_split(everything: SiteFeatures, source: str) -> Split:
+def site_split(everything: SiteFeatures, source: str, seed: int) -> Split:
     site = everything.select(lambda image: image.source == source)
     if not len(site.images):
         raise SystemExit(f"no images of source {source!r} in the data folder")
-    return site.split()
+    return site.split(seed)
 
 
 def run_round(head: Head, federation: Federation, config: LocalConfig, privacy: Privacy,
@@ -154,12 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--l2", type=float, default=0.0, help="fixed penalty (0: choose on the tuning splits)")
     parser.add_argument("--clip-norm", type=float, default=0.0)
     parser.add_argument("--noise-multiplier", type=float, default=0.0)
+    parser.add_argument("--split-seed", type=int, default=SPLIT_SEED, help="seed of the grouped split (1337: training's)")
     parser.add_argument("--report", default="")
     args = parser.parse_args(argv)
-    federation = load_sites(Path(args.model), Path(args.data), Path(args.cache))
+    federation = load_sites(Path(args.model), Path(args.data), Path(args.cache), args.split_seed)
     for member_id, split in federation.sites.items():
         print(f"{member_id}: " + ", ".join(f"{part} {len(y)} ({int(y.sum())} cancer)" for part, (_, y) in split.items()))
     privacy = Privacy(args.clip_norm, args.noise_multiplier)
+    shipped = {member_id: round(auc, 3) for member_id, auc in evaluate(federation.shipped, federation.sites).items()}
+    print(f"shipped 2.0.0 head (Keras recipe, both sources' training splits) held-out AUC: {shipped}")
     l2, l2_scores = (args.l2, {}) if args.l2 > 0 else choose_l2(federation, args.rounds, args.epochs, privacy)
     print(f"l2 = {l2} (mean federated tuning AUC per l2: {l2_scores})")
     rows = simulate(federation, args.rounds, LocalConfig(epochs=args.epochs, l2=l2), privacy)
