@@ -376,7 +376,7 @@ def apply_window(values: np.ndarray, level: float, width: float, in_place: bool 
 
 def window_xray(dataset: Any, stored: np.ndarray) -> np.ndarray:
     """Apply the file's modality and VOI LUT or window, honour MONOCHROME1, map to 0..255."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut  # type: ignore[attr-defined]
 
     values = apply_voi_lut(apply_modality_lut(stored, dataset), dataset).astype(np.float32)
     scaled = stretch(values)

@@ -68,7 +68,8 @@ class GaussianDistance:
         projected = centred @ self.basis
         inside = np.sum(projected ** 2 / self.variances, axis=1)
         residual = np.maximum(np.sum(centred ** 2, axis=1) - np.sum(projected ** 2, axis=1), 0.0)
-        return np.sqrt(inside + residual / float(self.variances[-1]))
+        distances: np.ndarray = np.sqrt(inside + residual / float(self.variances[-1]))
+        return distances
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class InputGate:
         logits = np.atleast_2d(np.asarray(pooled, dtype=np.float64)) @ self.weights + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+        return probabilities
 
     def check(self, pooled: np.ndarray) -> GateDecision:
         """Raise ``not-a-chest-image`` / ``wrong-modality``, or return the decision for an accepted image."""

@@ -94,7 +94,8 @@ def build_stretch_lut(pixels: np.ndarray) -> np.ndarray:
     levels = np.arange(256, dtype=np.float32)
     if high - low < 1e-6:
         return np.zeros(256, dtype=np.uint8)
-    return np.clip((levels - low) * (255.0 / (high - low)) + 0.5, 0, 255).astype(np.uint8)
+    lut: np.ndarray = np.clip((levels - low) * (255.0 / (high - low)) + 0.5, 0, 255).astype(np.uint8)
+    return lut
 
 
 def build_match_lut(pixels: np.ndarray, reference_cdf: Sequence[float]) -> np.ndarray:
@@ -102,7 +103,8 @@ def build_match_lut(pixels: np.ndarray, reference_cdf: Sequence[float]) -> np.nd
     counts = np.bincount(pixels.ravel(), minlength=256).astype(np.float64)
     midpoint = (np.cumsum(counts) - counts / 2.0) / max(pixels.size, 1)
     reference = np.asarray(reference_cdf, dtype=np.float64)
-    return np.clip(np.interp(midpoint, reference, np.arange(256.0)) + 0.5, 0, 255).astype(np.uint8)
+    lut: np.ndarray = np.clip(np.interp(midpoint, reference, np.arange(256.0)) + 0.5, 0, 255).astype(np.uint8)
+    return lut
 
 
 def harmonise(square: np.ndarray, method: str = DEFAULT_HARMONISATION,
@@ -118,7 +120,8 @@ def harmonise(square: np.ndarray, method: str = DEFAULT_HARMONISATION,
         lut = build_match_lut(square, reference_cdf)
     else:
         raise ValueError(f"unknown harmonisation {method!r}; known: {HARMONISATIONS}")
-    return lut[square]
+    harmonised: np.ndarray = lut[square]
+    return harmonised
 
 
 def to_model_square(gray: np.ndarray, size: int = INPUT_SIZE, method: str = DEFAULT_HARMONISATION,

@@ -31,6 +31,13 @@ MAX_PEERS_PER_MESSAGE = 64
 MAX_HOST_CHARS = 255
 MAX_HEADER_BYTES = 256  # one header in a `headers` message
 MAX_MESSAGE_TYPE_CHARS = 32
+# federated rounds (network/model_messages.py): a head is float64 weights + bias
+MAX_HEAD_FEATURES = 4096
+MAX_HEAD_BYTES = 8 * (MAX_HEAD_FEATURES + 1)
+MAX_ROUND_PARTICIPANTS = 64
+MAX_MODEL_METRICS = 8
+MAX_MODEL_METRIC_CHARS = 32
+MAX_KNOWN_MODEL_MESSAGES = 4096  # round and update digests remembered (relay each once)
 
 # --- sync -----------------------------------------------------------------
 MAX_BLOCKS_IN_FLIGHT_PER_PEER = 256
@@ -70,6 +77,8 @@ MESSAGE_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "peers": (1.0, 10.0),
     "ping": (2.0, 10.0),
     "pong": (2.0, 10.0),
+    "model_round": (1.0, 10.0),  # a round is proposed every few minutes at most
+    "model_update": (10.0, 2 * 64),  # one per participant per round, relayed: a round's worth at once
 }
 DEFAULT_MESSAGE_RATE = (10.0, 20.0)  # any type not listed (hello/auth after the handshake are violations anyway)
 MAX_THROTTLED_MESSAGES = 100  # dropped messages in one session before the peer is disconnected

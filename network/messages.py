@@ -23,6 +23,7 @@ from network.constants import (
     MAX_USER_AGENT_CHARS,
     NONCE_BYTES,
 )
+from network.model_messages import ModelRound, ModelUpdate
 
 MAX_U64 = 2**64 - 1
 
@@ -234,9 +235,11 @@ class Pong:
         return cls(expect_int(nonce, "pong.nonce", 0, MAX_U64))
 
 
-Message = Hello | Auth | Announce | GetHeaders | Headers | GetBlocks | Blocks | NotFound | GetPeers | Peers | Ping | Pong
+Message = (Hello | Auth | Announce | GetHeaders | Headers | GetBlocks | Blocks | NotFound | GetPeers | Peers | Ping | Pong
+           | ModelRound | ModelUpdate)
 
 MESSAGE_TYPES: dict[str, Any] = {
     cls.TYPE: cls
-    for cls in (Hello, Auth, Announce, GetHeaders, Headers, GetBlocks, Blocks, NotFound, GetPeers, Peers, Ping, Pong)
+    for cls in (Hello, Auth, Announce, GetHeaders, Headers, GetBlocks, Blocks, NotFound, GetPeers, Peers, Ping, Pong,
+                ModelRound, ModelUpdate)
 }

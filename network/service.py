@@ -106,6 +106,19 @@ class PeerNetwork:
         }
         backend.subscribe(self.gossip.on_accepted)
 
+    def add_handler(self, message_class: type, handler: Callable[[Peer, Any], Awaitable[None]]) -> None:
+        """Route a message type to a handler outside network/ (the node's federated rounds)."""
+        if message_class in self.handlers:
+            raise ValueError(f"{message_class.__name__} already has a handler")
+        self.handlers[message_class] = handler
+
+    def broadcast(self, message: Message, skip: bytes | None = None) -> int:
+        """Queue ``message`` to every connected peer but ``skip`` (a member id); returns how many."""
+        targets = [peer for peer in self.get_peers() if peer.member_id != skip]
+        for peer in targets:
+            peer.send(message)
+        return len(targets)
+
     # ------------------------------------------------------------ lifecycle
     def get_peers(self) -> list[Peer]:
         return list(self.peers.values())

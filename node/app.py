@@ -22,6 +22,7 @@ from node.api_chain import setup_chain_routes
 from node.api_diagnoses import setup_diagnosis_routes
 from node.chain import ChainService
 from node.config import NodeConfig
+from node.federated import setup_federated
 from node.api_dicom import setup_dicom
 from node.api_events import setup_events
 from node.api_worklist import setup_worklist
@@ -103,6 +104,7 @@ def create_app(config: NodeConfig) -> web.Application:
     app.cleanup_ctx.append(plugin_context)
     app.cleanup_ctx.append(miner_context)
     setup_p2p(app)
+    setup_federated(app)
     setup_page_routes(app)
     setup_chain_routes(app)
     setup_diagnosis_routes(app)

@@ -1,0 +1,271 @@
+"""Federated rounds over the peer network (issue 15): propose, train locally, exchange, aggregate.
+
+- ``setup_federated(app)`` adds the service when the config has a ``federated``
+  section: it loads the shipped model of ``federated.modality`` and, when
+  ``federated.data_dir`` is set, the site's pooled features (cached; in a thread).
+- A member proposes a round (``propose_round``): a signed ``model_round`` message
+  naming the base model, the current head digest, the training settings, the
+  participants and a deadline. Every node relays it once.
+- Each participant trains from the current head on its training split (an executor:
+  never on the event loop) and sends a signed ``model_update``; every node relays
+  each update once.
+- At the deadline, or as soon as every participant has sent, each node screens and
+  averages what it received (``node.federated_round.finalise_round``): the same
+  updates give the same head digest on every node. A participant that never sends
+  is excluded as ``no-update``; the round completes without it.
+- Each site scores the aggregate on its own held-out split (``local_report``).
+  The served head does not change here: adoption is decided on chain (not built yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from consensus.crypto import is_signature_valid, sign
+from consensus.types import ChainParams
+from diagnostics.auc import compute_auc
+from diagnostics.federated import Head, Preconditioner, train_local
+from diagnostics.federated_data import get_preconditioner, load_site_features
+from diagnostics.model import LiteRTModel
+from network.errors import ProtocolViolation
+from network.model_messages import MICRO, ROUND_DOMAIN, UPDATE_DOMAIN, ModelRound, ModelUpdate
+from network.peer import Peer
+from network.service import PeerNetwork
+from node.federated_round import (MAX_PENDING_UPDATES, MAX_ROUNDS_KEPT, FederatedSettings, RoundState,
+                                  finalise_round)
+from node.http import API_PREFIX, json_reply
+from node.identity import NodeIdentity
+from node.keys import CONFIG, GENESIS, IDENTITY, NETWORK
+
+log = logging.getLogger("lungledger.federated")
+FEDERATED: web.AppKey[FederatedService | None] = web.AppKey("federated")
+
+
+@dataclass
+class FaultInjection:
+    """Misbehaviour for functional tests only (set on a running node by the test, never from config)."""
+
+    scale: float = 1.0  # multiply the trained head (a poisoned update)
+    delay_s: float = 0.0  # wait before training (a node that dies mid-round)
+
+
+@dataclass(frozen=True)
+class SiteData:
+    train: tuple[np.ndarray, np.ndarray]
+    validation: tuple[np.ndarray, np.ndarray]
+
+
+class FederatedService:
+    def __init__(self, network: PeerNetwork, params: ChainParams, identity: NodeIdentity,
+                 settings: FederatedSettings, model: LiteRTModel, clock: Callable[[], float] = time.time) -> None:
+        self.network = network
+        self.params = params
+        self.identity = identity
+        self.settings = settings
+        self.model = model
+        self.clock = clock
+        self.head = Head.create(model.card.head_weights.astype(np.float64), model.card.head_bias)
+        self.preconditioner: Preconditioner = get_preconditioner(model)
+        self.site: SiteData | None = None
+        self.rounds: dict[bytes, RoundState] = {}
+        self.pending: dict[bytes, list[ModelUpdate]] = {}
+        self.faults = FaultInjection()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        network.add_handler(ModelRound, self.on_model_round)
+        network.add_handler(ModelUpdate, self.on_model_update)
+
+    @property
+    def model_id(self) -> bytes:
+        return bytes.fromhex(self.model.card.model_id)
+
+    async def load_site(self) -> None:
+        if self.settings.data_dir is None or self.settings.cache_dir is None:
+            return
+        features = await asyncio.to_thread(load_site_features, self.model, self.settings.data_dir,
+                                           self.settings.cache_dir)
+        split = features.split()
+        self.site = SiteData(split["train"], split["validation"])
+        log.info("federated site data: %d images (%d training) from %s", len(features.images),
+                 len(split["train"][1]), self.settings.data_dir)
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.ensure_future(coroutine)
+        task.set_name(name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # ------------------------------------------------------------ proposing
+    async def propose_round(self, participants: list[bytes] | None = None, duration_s: float | None = None,
+                            number: int | None = None) -> ModelRound:
+        members = sorted(participants if participants is not None else self.params.members_by_id)
+        settings = self.settings
+        unsigned = ModelRound(
+            self.identity.member_id, number if number is not None else len(self.rounds) + 1, settings.modality,
+            self.model_id, bytes.fromhex(self.head.digest()), settings.epochs,
+            round(settings.learning_rate * MICRO), round(settings.l2 * MICRO),
+            int((self.clock() + (duration_s or settings.round_s)) * 1000), tuple(members), settings.quorum,
+            round(settings.max_auc_drop * MICRO))
+        proposal = replace(unsigned, signature=sign(self.identity.private_key, ROUND_DOMAIN, unsigned.signed_bytes()))
+        await self.accept_round(proposal, None)
+        return proposal
+
+    # ------------------------------------------------------------ receiving
+    async def on_model_round(self, peer: Peer, message: ModelRound) -> None:
+        await self.accept_round(message, peer.member_id)
+
+    async def on_model_update(self, peer: Peer, message: ModelUpdate) -> None:
+        await self.accept_update(message, peer.member_id)
+
+    def _check_signature(self, member_id: bytes, domain: bytes, signed: bytes, signature: bytes, what: str) -> None:
+        member = self.params.members_by_id.get(member_id)
+        if member is None:
+            raise ProtocolViolation("unknown-member", f"{what} from a non-member")
+        if not is_signature_valid(member.public_key, signature, domain, signed):
+            raise ProtocolViolation("bad-signature", f"{what} signature does not verify")
+
+    async def accept_round(self, proposal: ModelRound, source: bytes | None) -> None:
+        round_id = proposal.round_id
+        if round_id in self.rounds:
+            return
+        self._check_signature(proposal.proposer, ROUND_DOMAIN, proposal.signed_bytes(), proposal.signature, "round")
+        if any(member not in self.params.members_by_id for member in proposal.participants):
+            raise ProtocolViolation("unknown-member", "round lists a participant that is not a member")
+        state = RoundState(proposal, self._get_base(proposal))
+        if state.base is None:
+            state.status = "incompatible: " + self._describe_mismatch(proposal)
+        self._remember(state)
+        self.network.broadcast(proposal, skip=source)
+        log.info("round %s (%d) from %s: %s", round_id.hex()[:12], proposal.number, proposal.proposer.hex()[:8],
+                 state.status)
+        if state.base is None:
+            return
+        self._spawn(self._finalise_at_deadline(state), "federated-deadline")
+        if self.identity.member_id in proposal.participants and self.site is not None:
+            self._spawn(self._train_and_send(state), "federated-train")
+        for update in self.pending.pop(round_id, []):
+            await self.accept_update(update, None)
+
+    def _get_base(self, proposal: ModelRound) -> Head | None:
+        compatible = (proposal.modality == self.settings.modality and proposal.base_model_id == self.model_id
+                      and proposal.head_digest.hex() == self.head.digest())
+        return self.head if compatible else None
+
+    def _describe_mismatch(self, proposal: ModelRound) -> str:
+        if proposal.modality != self.settings.modality:
+            return f"modality {proposal.modality} (this node federates {self.settings.modality})"
+        if proposal.base_model_id != self.model_id:
+            return "another base model"
+        return "another head than this node's"
+
+    def _remember(self, state: RoundState) -> None:
+        self.rounds[state.round_id] = state
+        while len(self.rounds) > MAX_ROUNDS_KEPT:
+            del self.rounds[next(iter(self.rounds))]
+
+    async def accept_update(self, update: ModelUpdate, source: bytes | None) -> None:
+        state = self.rounds.get(update.round_id)
+        if state is None:
+            waiting = self.pending.setdefault(update.round_id, [])
+            if sum(len(items) for items in self.pending.values()) < MAX_PENDING_UPDATES:
+                waiting.append(update)
+            return
+        digest = update.digest
+        if digest in state.updates:
+            return
+        self._check_signature(update.member_id, UPDATE_DOMAIN, update.signed_bytes(), update.signature, "update")
+        if update.member_id not in state.proposal.participants:
+            log.warning("ignoring an update from %s: not a participant of round %s", update.member_id.hex()[:8],
+                        update.round_id.hex()[:12])
+            return
+        if state.status != "collecting":
+            return  # late: the round is decided without it
+        state.updates[digest] = update
+        self.network.broadcast(update, skip=source)
+        if state.has_every_update():
+            self._finalise(state)
+
+    # ------------------------------------------------------------ training and aggregation
+    async def _train_and_send(self, state: RoundState) -> None:
+        if self.faults.delay_s > 0:
+            await asyncio.sleep(self.faults.delay_s)
+        site, base = self.site, state.base
+        if site is None or base is None:
+            return
+        config = self.settings.local_config(state.proposal)
+        trained = await asyncio.to_thread(train_local, base, *site.train, config, self.preconditioner)
+        if self.faults.scale != 1.0:
+            trained = Head.create(trained.weights * self.faults.scale, trained.bias * self.faults.scale)
+        current = compute_auc(site.validation[1], base.logits(site.validation[0]))
+        metrics = (("heldout_auc_current", _to_micro(current)),)
+        unsigned = ModelUpdate(state.round_id, self.identity.member_id, trained.to_bytes(), len(site.train[1]),
+                               metrics)
+        update = replace(unsigned, signature=sign(self.identity.private_key, UPDATE_DOMAIN, unsigned.signed_bytes()))
+        await self.accept_update(update, None)
+
+    async def _finalise_at_deadline(self, state: RoundState) -> None:
+        await asyncio.sleep(max(0.0, state.proposal.deadline_ms / 1000 - self.clock()))
+        self._finalise(state)
+
+    def _finalise(self, state: RoundState) -> None:
+        finalise_round(state)
+        if state.head is not None and state.base is not None and self.site is not None:
+            x, y = self.site.validation
+            state.local_report = {"current_auc": _finite(compute_auc(y, state.base.logits(x))),
+                                  "candidate_auc": _finite(compute_auc(y, state.head.logits(x)))}
+        log.info("round %s %s: head %s, contributors %d, excluded %s", state.round_id.hex()[:12], state.status,
+                 None if state.head is None else state.head.digest()[:16], len(state.contributors), state.excluded)
+
+    def get_status(self) -> dict[str, Any]:
+        return {"modality": self.settings.modality, "model_id": self.model.card.model_id,
+                "head_digest": self.head.digest(), "site_images": None if self.site is None else
+                int(len(self.site.train[1]) + len(self.site.validation[1])),
+                "rounds": [state.to_json() for state in reversed(self.rounds.values())]}
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _to_micro(value: float) -> int:
+    return 0 if not np.isfinite(value) else round(value * MICRO)
+
+
+async def federated_context(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    settings = FederatedSettings.from_section(config.federated, config.data_dir)
+    model = await asyncio.to_thread(LiteRTModel, config.models_dir / settings.modality)
+    service = FederatedService(app[NETWORK], app[GENESIS].params, app[IDENTITY], settings, model)
+    await service.load_site()
+    app[FEDERATED] = service
+    yield
+    await service.close()
+
+
+async def get_federated(request: web.Request) -> web.Response:
+    service = request.app.get(FEDERATED)
+    if service is None:
+        return json_reply({"enabled": False, "rounds": []})
+    return json_reply({"enabled": True, **service.get_status()})
+
+
+def setup_federated(app: web.Application) -> None:
+    """Federated rounds when the config has a ``federated`` section (after the peer network starts)."""
+    app.router.add_get(f"{API_PREFIX}/federated", get_federated)
+    if app[CONFIG].federated:
+        app.cleanup_ctx.append(federated_context)
+    else:
+        app[FEDERATED] = None
+

@@ -1,0 +1,132 @@
+"""One federated round as a node sees it: settings, the round's state and its deterministic outcome.
+
+No I/O here: ``node/federated.py`` feeds proposals and updates in and calls
+:func:`finalise_round` at the deadline (or once every participant has sent);
+the outcome depends only on the proposal, the updates received and the base
+head, so every node that received the same updates computes the same digest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diagnostics.federated import (AdoptionRule, FederatedError, Head, LocalConfig, Update, aggregate,
+                                   screen_updates)
+from network.model_messages import MICRO, ModelRound, ModelUpdate
+
+DEFAULT_ROUND_S = 120.0
+MAX_ROUNDS_KEPT = 64
+MAX_PENDING_UPDATES = 256  # updates that arrived before their round's proposal
+
+
+@dataclass(frozen=True)
+class FederatedSettings:
+    """The node's ``federated`` config section."""
+
+    data_dir: Path | None = None  # the site's labelled folder (cancer/, normal/, labels.csv); None: observe only
+    modality: str = "xray"
+    cache_dir: Path | None = None  # default: <node data_dir>/federated-cache
+    epochs: int = 20
+    learning_rate: float = 1.0
+    l2: float = 0.03
+    quorum: int = 2
+    max_auc_drop: float = 0.02
+    round_s: float = DEFAULT_ROUND_S
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], node_data_dir: Path) -> FederatedSettings:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(section) - known
+        if unknown:
+            raise ValueError(f"unknown keys in the federated config section: {sorted(unknown)}")
+        values = dict(section)
+        for key in ("data_dir", "cache_dir"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        settings = cls(**values)
+        if settings.modality not in ("ct", "xray"):
+            raise ValueError(f"federated.modality must be ct or xray, not {settings.modality!r}")
+        if settings.cache_dir is None:
+            settings = cls(**{**values, "cache_dir": node_data_dir / "federated-cache"})
+        return settings
+
+    def local_config(self, proposal: ModelRound) -> LocalConfig:
+        """The round's own training settings (the proposal's, not this node's)."""
+        return LocalConfig(epochs=proposal.epochs, learning_rate=proposal.learning_rate_micro / MICRO,
+                           l2=proposal.l2_micro / MICRO)
+
+
+def get_adoption_rule(proposal: ModelRound) -> AdoptionRule:
+    return AdoptionRule(quorum=proposal.quorum, max_auc_drop=proposal.max_auc_drop_micro / MICRO)
+
+
+@dataclass
+class RoundState:
+    """What this node holds about one round."""
+
+    proposal: ModelRound
+    base: Head | None  # the head the round trains from (None: this node cannot check it)
+    status: str = "collecting"  # collecting -> aggregated | failed | incompatible: ...
+    updates: dict[bytes, ModelUpdate] = field(default_factory=dict)  # by update digest
+    head: Head | None = None
+    contributors: dict[str, str] = field(default_factory=dict)  # member id hex -> update digest hex
+    excluded: dict[str, str] = field(default_factory=dict)  # member id hex -> reason code
+    local_report: dict[str, float | None] | None = None
+
+    @property
+    def round_id(self) -> bytes:
+        return self.proposal.round_id
+
+    def senders(self) -> set[bytes]:
+        return {update.member_id for update in self.updates.values()}
+
+    def has_every_update(self) -> bool:
+        return set(self.proposal.participants) <= self.senders()
+
+    def to_json(self) -> dict[str, Any]:
+        proposal = self.proposal
+        return {
+            "round_id": self.round_id.hex(), "number": proposal.number, "modality": proposal.modality,
+            "proposer": proposal.proposer.hex(), "base_model_id": proposal.base_model_id.hex(),
+            "base_head_digest": proposal.head_digest.hex(), "deadline_ms": proposal.deadline_ms,
+            "participants": [member.hex() for member in proposal.participants], "status": self.status,
+            "head_digest": None if self.head is None else self.head.digest(),
+            "contributors": dict(self.contributors), "excluded": dict(self.excluded),
+            "local_report": self.local_report,
+        }
+
+
+def decode_update(message: ModelUpdate) -> Update:
+    """Wire update -> core update; bytes that are not float64 values make an empty (bad-shape) head."""
+    values = np.frombuffer(message.head, dtype="<f8") if message.head and len(message.head) % 8 == 0 \
+        else np.zeros(0)
+    head = Head.create(values[:-1], float(values[-1])) if values.size else Head.create([], math.nan)
+    return Update(message.member_id.hex(), head, message.sample_count, {name: value / MICRO
+                                                                          for name, value in message.metrics})
+
+
+def finalise_round(state: RoundState) -> None:
+    """Screen the received updates, FedAvg the rest, record who contributed and who was excluded why."""
+    if state.status != "collecting" or state.base is None:
+        return
+    participants = {member.hex() for member in state.proposal.participants}
+    updates = [decode_update(message) for message in state.updates.values()
+               if message.member_id.hex() in participants]
+    screening = screen_updates(updates, state.base)
+    state.excluded = dict(screening.excluded)
+    for member in sorted(participants - {update.member_id for update in updates}):
+        state.excluded[member] = "no-update"
+    try:
+        state.head = aggregate(screening.accepted)
+    except FederatedError as error:
+        state.status = f"failed: {error.code}"
+        return
+    digests = {message.member_id.hex(): message.digest.hex() for message in state.updates.values()}
+    state.contributors = {update.member_id: digests[update.member_id] for update in screening.accepted}
+    state.status = "aggregated"

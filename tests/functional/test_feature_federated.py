@@ -1,0 +1,117 @@
+"""Federated rounds over the peer network (issue 15): three real nodes on loopback, real images, real LiteRT.
+
+Plan:
+1. Three nodes, each with its own small labelled folder of real radiographs (node 0 and
+   node 2: NIH, node 1: JSRT), connected over TLS; each loads the shipped X-ray model
+   and its site's pooled features.
+2. Node 0 proposes a round; every node trains, sends a signed ``model_update``, and
+   every node aggregates the same three updates to the same head digest.
+3. Node 2 sends a poisoned update (its head scaled x100): every node excludes it as
+   ``norm-outlier`` and agrees on the aggregate of the two honest updates.
+4. Node 2 is killed mid-round (after it received the proposal, before it sent): at the
+   deadline nodes 0 and 1 complete the round without it (``no-update``), same digest.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from node.federated import FEDERATED, FederatedService
+from tests.support.network import TestNetwork, TestNode, connect_all, wait_until
+
+IMAGES_PER_CLASS = 4
+TIMEOUT_S = 120.0
+
+
+def make_site(shared_data_dir: Path, target: Path, source: str, skip: int) -> Path:
+    """IMAGES_PER_CLASS images of each class of one source, with their labels.csv rows."""
+    folder = shared_data_dir / "xray"
+    lines = (folder / "labels.csv").read_text(encoding="utf-8").splitlines()
+    header, rows = lines[0], lines[1:]
+    column = header.split(",").index("source_dataset")
+    kept = [header]
+    for class_name in ("cancer", "normal"):
+        chosen = [row for row in rows if row.startswith(f"{class_name}/") and row.split(",")[column] == source]
+        for row in chosen[skip:skip + IMAGES_PER_CLASS]:
+            relative = row.split(",")[0]
+            (target / class_name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(folder / relative, target / relative)
+            kept.append(row)
+    (target / "labels.csv").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return target
+
+
+def service(node: TestNode) -> FederatedService:
+    found = node.app[FEDERATED] if node.app is not None else None
+    assert found is not None, f"node {node.index} runs no federated service"
+    return found
+
+
+def round_status(node: TestNode, round_id: bytes) -> str:
+    state = service(node).rounds.get(round_id)
+    return "unknown" if state is None else state.status
+
+
+async def wait_aggregated(nodes: list[TestNode], round_id: bytes) -> list[str]:
+    await wait_until(lambda: all(round_status(node, round_id) == "aggregated" for node in nodes), TIMEOUT_S,
+                     "every node to aggregate the round")
+    digests = []
+    for node in nodes:
+        head = service(node).rounds[round_id].head
+        assert head is not None
+        digests.append(head.digest())
+    return digests
+
+
+async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tmp_path: Path,
+                                                                              shared_data_dir: Path) -> None:
+    sites = [make_site(shared_data_dir, tmp_path / "site0", "NIH ChestX-ray14", 0),
+             make_site(shared_data_dir, tmp_path / "site1", "JSRT", 0),
+             make_site(shared_data_dir, tmp_path / "site2", "NIH ChestX-ray14", IMAGES_PER_CLASS)]
+    network = TestNetwork.create(tmp_path / "nodes", 3)
+    for index, site in enumerate(sites):
+        network.configure(index, federated={"data_dir": str(site), "modality": "xray", "epochs": 5})
+    await network.start()
+    nodes = network.nodes
+    try:
+        await connect_all(nodes)
+        assert all(service(node).site is not None for node in nodes)
+        members = [node.identity.member_id.hex() for node in nodes]
+
+        # 2. a round with everyone
+        proposal = await service(nodes[0]).propose_round(duration_s=TIMEOUT_S)
+        digests = await wait_aggregated(nodes, proposal.round_id)
+        assert len(set(digests)) == 1
+        for node in nodes:
+            state = service(node).rounds[proposal.round_id]
+            assert sorted(state.contributors) == sorted(members) and state.excluded == {}
+            assert state.local_report is not None
+        first = digests[0]
+        assert first != service(nodes[0]).head.digest()  # training moved the head
+
+        # 3. a poisoned update (x100) is excluded by every node
+        service(nodes[2]).faults.scale = 100.0
+        proposal = await service(nodes[0]).propose_round(duration_s=TIMEOUT_S)
+        digests = await wait_aggregated(nodes, proposal.round_id)
+        assert len(set(digests)) == 1
+        for node in nodes:
+            state = service(node).rounds[proposal.round_id]
+            assert state.excluded == {members[2]: "norm-outlier"}
+            assert sorted(state.contributors) == sorted(members[:2])
+        assert digests[0] != first
+
+        # 4. node 2 dies after receiving the proposal, before sending its update
+        service(nodes[2]).faults.scale, service(nodes[2]).faults.delay_s = 1.0, 3600.0
+        proposal = await service(nodes[0]).propose_round(duration_s=15.0)
+        await wait_until(lambda: round_status(nodes[2], proposal.round_id) == "collecting", TIMEOUT_S,
+                         "node 2 to receive the proposal")
+        await nodes[2].stop()
+        digests = await wait_aggregated(nodes[:2], proposal.round_id)
+        assert len(set(digests)) == 1
+        for node in nodes[:2]:
+            state = service(node).rounds[proposal.round_id]
+            assert state.excluded == {members[2]: "no-update"}
+            assert sorted(state.contributors) == sorted(members[:2])
+    finally:
+        await network.stop()
