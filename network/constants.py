@@ -79,6 +79,7 @@ MESSAGE_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "pong": (2.0, 10.0),
     "model_round": (1.0, 10.0),  # a round is proposed every few minutes at most
     "model_update": (10.0, 2 * 64),  # one per participant per round, relayed: a round's worth at once
+    "model_metrics": (10.0, 2 * 64),  # likewise, one per site per round
 }
 DEFAULT_MESSAGE_RATE = (10.0, 20.0)  # any type not listed (hello/auth after the handshake are violations anyway)
 MAX_THROTTLED_MESSAGES = 100  # dropped messages in one session before the peer is disconnected

@@ -23,7 +23,7 @@ from network.constants import (
     MAX_USER_AGENT_CHARS,
     NONCE_BYTES,
 )
-from network.model_messages import ModelRound, ModelUpdate
+from network.model_messages import ModelMetrics, ModelRound, ModelUpdate
 
 MAX_U64 = 2**64 - 1
 
@@ -236,10 +236,10 @@ class Pong:
 
 
 Message = (Hello | Auth | Announce | GetHeaders | Headers | GetBlocks | Blocks | NotFound | GetPeers | Peers | Ping | Pong
-           | ModelRound | ModelUpdate)
+           | ModelRound | ModelUpdate | ModelMetrics)
 
 MESSAGE_TYPES: dict[str, Any] = {
     cls.TYPE: cls
     for cls in (Hello, Auth, Announce, GetHeaders, Headers, GetBlocks, Blocks, NotFound, GetPeers, Peers, Ping, Pong,
-                ModelRound, ModelUpdate)
+                ModelRound, ModelUpdate, ModelMetrics)
 }

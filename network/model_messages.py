@@ -1,4 +1,4 @@
-"""Federated-round peer messages (issue 15): ``model_round`` and ``model_update``.
+"""Federated-round peer messages (issue 15): ``model_round``, ``model_update`` and ``model_metrics``.
 
 Wire containers only, with strict schemas and size limits like every other
 message (docs/PROTOCOL.md). Both are signed by a member key over their fields
@@ -26,6 +26,7 @@ from network.constants import (
 
 ROUND_DOMAIN = b"lungledger/model-round/v1\x00"
 UPDATE_DOMAIN = b"lungledger/model-update/v1\x00"
+METRICS_DOMAIN = b"lungledger/model-metrics/v1\x00"
 MODALITIES = frozenset({"ct", "xray"})
 MICRO = 1_000_000
 MAX_MICRO = 10**15
@@ -128,4 +129,42 @@ class ModelUpdate:
             expect_int(f[3], "model_update.sample_count", 0, MAX_SAMPLE_COUNT),
             tuple(metrics),
             expect_bytes(f[5], "model_update.signature", SIGNATURE_BYTES),
+        )
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """One site's held-out AUC of the current head and of a round's aggregate (millionths; -1: undefined)."""
+
+    TYPE: ClassVar[str] = "model_metrics"
+    round_id: bytes
+    member_id: bytes
+    head_digest: bytes
+    current_auc_micro: int
+    candidate_auc_micro: int
+    signature: bytes = b""
+
+    def unsigned_fields(self) -> list[Any]:
+        return [self.round_id, self.member_id, self.head_digest, self.current_auc_micro, self.candidate_auc_micro]
+
+    def signed_bytes(self) -> bytes:
+        return pack(self.unsigned_fields())
+
+    @property
+    def digest(self) -> bytes:
+        return hashlib.sha256(METRICS_DOMAIN + self.signed_bytes()).digest()
+
+    def to_fields(self) -> list[Any]:
+        return [*self.unsigned_fields(), self.signature]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> ModelMetrics:
+        f = expect_list(value, 6, "model_metrics")
+        return cls(
+            expect_bytes(f[0], "model_metrics.round_id", HASH_BYTES),
+            expect_bytes(f[1], "model_metrics.member_id", MEMBER_ID_BYTES),
+            expect_bytes(f[2], "model_metrics.head_digest", HASH_BYTES),
+            expect_int(f[3], "model_metrics.current_auc_micro", -1, MICRO),
+            expect_int(f[4], "model_metrics.candidate_auc_micro", -1, MICRO),
+            expect_bytes(f[5], "model_metrics.signature", SIGNATURE_BYTES),
         )

@@ -36,11 +36,12 @@ from diagnostics.federated import Head, Preconditioner, train_local
 from diagnostics.federated_data import get_preconditioner, load_site_features
 from diagnostics.model import LiteRTModel
 from network.errors import ProtocolViolation
-from network.model_messages import MICRO, ROUND_DOMAIN, UPDATE_DOMAIN, ModelRound, ModelUpdate
+from network.model_messages import (METRICS_DOMAIN, MICRO, ROUND_DOMAIN, UPDATE_DOMAIN, ModelMetrics, ModelRound,
+                                    ModelUpdate)
 from network.peer import Peer
 from network.service import PeerNetwork
 from node.federated_round import (MAX_PENDING_UPDATES, MAX_ROUNDS_KEPT, FederatedSettings, RoundState,
-                                  finalise_round)
+                                  decide_round_adoption, finalise_round)
 from node.http import API_PREFIX, json_reply
 from node.identity import NodeIdentity
 from node.keys import CONFIG, GENESIS, IDENTITY, NETWORK
@@ -81,6 +82,7 @@ class FederatedService:
         self.tasks: set[asyncio.Task[Any]] = set()
         network.add_handler(ModelRound, self.on_model_round)
         network.add_handler(ModelUpdate, self.on_model_update)
+        network.add_handler(ModelMetrics, self.on_model_metrics)
 
     @property
     def model_id(self) -> bytes:
@@ -109,14 +111,14 @@ class FederatedService:
 
     # ------------------------------------------------------------ proposing
     async def propose_round(self, participants: list[bytes] | None = None, duration_s: float | None = None,
-                            number: int | None = None) -> ModelRound:
+                            number: int | None = None, quorum: int | None = None) -> ModelRound:
         members = sorted(participants if participants is not None else self.params.members_by_id)
         settings = self.settings
         unsigned = ModelRound(
             self.identity.member_id, number if number is not None else len(self.rounds) + 1, settings.modality,
             self.model_id, bytes.fromhex(self.head.digest()), settings.epochs,
             round(settings.learning_rate * MICRO), round(settings.l2 * MICRO),
-            int((self.clock() + (duration_s or settings.round_s)) * 1000), tuple(members), settings.quorum,
+            int((self.clock() + (duration_s or settings.round_s)) * 1000), tuple(members), quorum or settings.quorum,
             round(settings.max_auc_drop * MICRO))
         proposal = replace(unsigned, signature=sign(self.identity.private_key, ROUND_DOMAIN, unsigned.signed_bytes()))
         await self.accept_round(proposal, None)
@@ -128,6 +130,9 @@ class FederatedService:
 
     async def on_model_update(self, peer: Peer, message: ModelUpdate) -> None:
         await self.accept_update(message, peer.member_id)
+
+    async def on_model_metrics(self, peer: Peer, message: ModelMetrics) -> None:
+        self.accept_metrics(message, peer.member_id)
 
     def _check_signature(self, member_id: bytes, domain: bytes, signed: bytes, signature: bytes, what: str) -> None:
         member = self.params.members_by_id.get(member_id)
@@ -220,13 +225,49 @@ class FederatedService:
         self._finalise(state)
 
     def _finalise(self, state: RoundState) -> None:
+        if state.status != "collecting":
+            return
         finalise_round(state)
-        if state.head is not None and state.base is not None and self.site is not None:
-            x, y = self.site.validation
-            state.local_report = {"current_auc": _finite(compute_auc(y, state.base.logits(x))),
-                                  "candidate_auc": _finite(compute_auc(y, state.head.logits(x)))}
         log.info("round %s %s: head %s, contributors %d, excluded %s", state.round_id.hex()[:12], state.status,
                  None if state.head is None else state.head.digest()[:16], len(state.contributors), state.excluded)
+        if state.head is None or state.base is None:
+            return
+        self._spawn(self._decide_at_adoption_deadline(state), "federated-adoption")
+        if self.site is not None and self.identity.member_id in state.proposal.participants:
+            x, y = self.site.validation
+            current, candidate = compute_auc(y, state.base.logits(x)), compute_auc(y, state.head.logits(x))
+            state.local_report = {"current_auc": _finite(current), "candidate_auc": _finite(candidate)}
+            unsigned = ModelMetrics(state.round_id, self.identity.member_id, bytes.fromhex(state.head.digest()),
+                                    _to_micro(current), _to_micro(candidate))
+            self.accept_metrics(replace(unsigned, signature=sign(self.identity.private_key, METRICS_DOMAIN,
+                                                                 unsigned.signed_bytes())), None)
+        self._decide(state, final=False)
+
+    def accept_metrics(self, report: ModelMetrics, source: bytes | None) -> None:
+        state = self.rounds.get(report.round_id)
+        if state is None or report.member_id in state.reports:
+            return
+        self._check_signature(report.member_id, METRICS_DOMAIN, report.signed_bytes(), report.signature, "metrics")
+        if report.member_id not in state.proposal.participants:
+            return
+        state.reports[report.member_id] = report
+        self.network.broadcast(report, skip=source)
+        self._decide(state, final=False)
+
+    async def _decide_at_adoption_deadline(self, state: RoundState) -> None:
+        await asyncio.sleep(self.settings.adoption_s)
+        self._decide(state, final=True)
+
+    def _decide(self, state: RoundState, final: bool) -> None:
+        """Adopt the aggregate when the rule holds: rounds after it train from it (diagnoses still use the card's)."""
+        verdict = decide_round_adoption(state, final)
+        if verdict is None:
+            return
+        state.adoption = verdict.reason
+        if verdict.adopted and state.head is not None and state.base is not None \
+                and state.base.digest() == self.head.digest():
+            self.head = state.head
+        log.info("round %s adoption: %s", state.round_id.hex()[:12], verdict.reason)
 
     def get_status(self) -> dict[str, Any]:
         return {"modality": self.settings.modality, "model_id": self.model.card.model_id,
@@ -240,7 +281,7 @@ def _finite(value: float) -> float | None:
 
 
 def _to_micro(value: float) -> int:
-    return 0 if not np.isfinite(value) else round(value * MICRO)
+    return -1 if not np.isfinite(value) else round(value * MICRO)
 
 
 async def federated_context(app: web.Application) -> AsyncIterator[None]:

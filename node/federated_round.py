@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from diagnostics.federated import (AdoptionRule, FederatedError, Head, LocalConfig, Update, aggregate,
-                                   screen_updates)
-from network.model_messages import MICRO, ModelRound, ModelUpdate
+from diagnostics.federated import (Adoption, AdoptionRule, FederatedError, Head, LocalConfig, SiteReport, Update,
+                                   aggregate, decide_adoption, screen_updates)
+from network.model_messages import MICRO, ModelMetrics, ModelRound, ModelUpdate
 
 DEFAULT_ROUND_S = 120.0
+DEFAULT_ADOPTION_S = 60.0
 MAX_ROUNDS_KEPT = 64
 MAX_PENDING_UPDATES = 256  # updates that arrived before their round's proposal
 
@@ -38,6 +39,7 @@ class FederatedSettings:
     quorum: int = 2
     max_auc_drop: float = 0.02
     round_s: float = DEFAULT_ROUND_S
+    adoption_s: float = DEFAULT_ADOPTION_S  # after aggregation: how long to wait for the sites' metrics
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], node_data_dir: Path) -> FederatedSettings:
@@ -78,6 +80,8 @@ class RoundState:
     contributors: dict[str, str] = field(default_factory=dict)  # member id hex -> update digest hex
     excluded: dict[str, str] = field(default_factory=dict)  # member id hex -> reason code
     local_report: dict[str, float | None] | None = None
+    reports: dict[bytes, ModelMetrics] = field(default_factory=dict)  # by member id (first one counts)
+    adoption: str | None = None  # None: undecided; "adopted" or the reason it was not
 
     @property
     def round_id(self) -> bytes:
@@ -98,7 +102,10 @@ class RoundState:
             "participants": [member.hex() for member in proposal.participants], "status": self.status,
             "head_digest": None if self.head is None else self.head.digest(),
             "contributors": dict(self.contributors), "excluded": dict(self.excluded),
-            "local_report": self.local_report,
+            "local_report": self.local_report, "adoption": self.adoption,
+            "reports": {member.hex(): {"current_auc": _from_micro(report.current_auc_micro),
+                                       "candidate_auc": _from_micro(report.candidate_auc_micro)}
+                        for member, report in sorted(self.reports.items())},
         }
 
 
@@ -130,3 +137,24 @@ def finalise_round(state: RoundState) -> None:
     digests = {message.member_id.hex(): message.digest.hex() for message in state.updates.values()}
     state.contributors = {update.member_id: digests[update.member_id] for update in screening.accepted}
     state.status = "aggregated"
+
+
+def _from_micro(value: int) -> float | None:
+    return None if value < 0 else value / MICRO
+
+
+def decide_round_adoption(state: RoundState, final: bool) -> Adoption | None:
+    """Once every contributor reported on this aggregate (or at the adoption deadline, ``final``): the rule's verdict."""
+    if state.status != "aggregated" or state.head is None or state.adoption is not None:
+        return None
+    digest = bytes.fromhex(state.head.digest())
+    reports = {member: report for member, report in state.reports.items() if report.head_digest == digest}
+    if not final and not {bytes.fromhex(member) for member in state.contributors} <= set(reports):
+        return None
+    sites = [SiteReport(member.hex(), _to_auc(report.current_auc_micro), _to_auc(report.candidate_auc_micro))
+             for member, report in sorted(reports.items())]
+    return decide_adoption(sites, get_adoption_rule(state.proposal))
+
+
+def _to_auc(value: int) -> float:
+    return math.nan if value < 0 else value / MICRO

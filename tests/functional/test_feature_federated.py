@@ -5,11 +5,15 @@ Plan:
    node 2: NIH, node 1: JSRT), connected over TLS; each loads the shipped X-ray model
    and its site's pooled features.
 2. Node 0 proposes a round; every node trains, sends a signed ``model_update``, and
-   every node aggregates the same three updates to the same head digest.
+   every node aggregates the same three updates to the same head digest; every site
+   signs its held-out AUC (``model_metrics``), the rule holds (quorum 2, margin 1.0)
+   and every node adopts that head: all three now use the same head digest.
 3. Node 2 sends a poisoned update (its head scaled x100): every node excludes it as
-   ``norm-outlier`` and agrees on the aggregate of the two honest updates.
+   ``norm-outlier``, agrees on the aggregate of the two honest updates and adopts it.
 4. Node 2 is killed mid-round (after it received the proposal, before it sent): at the
    deadline nodes 0 and 1 complete the round without it (``no-update``), same digest.
+   The round asked for a quorum of 3 sites: only 2 report, so the head is not
+   adopted and both nodes keep the head of step 3.
 """
 
 from __future__ import annotations
@@ -53,6 +57,17 @@ def round_status(node: TestNode, round_id: bytes) -> str:
     return "unknown" if state is None else state.status
 
 
+def adoption(node: TestNode, round_id: bytes) -> str | None:
+    state = service(node).rounds.get(round_id)
+    return None if state is None else state.adoption
+
+
+async def wait_adoption(nodes: list[TestNode], round_id: bytes) -> set[str | None]:
+    await wait_until(lambda: all(adoption(node, round_id) is not None for node in nodes), TIMEOUT_S,
+                     "every node to decide on adoption")
+    return {adoption(node, round_id) for node in nodes}
+
+
 async def wait_aggregated(nodes: list[TestNode], round_id: bytes) -> list[str]:
     await wait_until(lambda: all(round_status(node, round_id) == "aggregated" for node in nodes), TIMEOUT_S,
                      "every node to aggregate the round")
@@ -71,7 +86,8 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
              make_site(shared_data_dir, tmp_path / "site2", "NIH ChestX-ray14", IMAGES_PER_CLASS)]
     network = TestNetwork.create(tmp_path / "nodes", 3)
     for index, site in enumerate(sites):
-        network.configure(index, federated={"data_dir": str(site), "modality": "xray", "epochs": 5})
+        network.configure(index, federated={"data_dir": str(site), "modality": "xray", "epochs": 5, "quorum": 2,
+                                            "max_auc_drop": 1.0})
     await network.start()
     nodes = network.nodes
     try:
@@ -88,7 +104,11 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
             assert sorted(state.contributors) == sorted(members) and state.excluded == {}
             assert state.local_report is not None
         first = digests[0]
-        assert first != service(nodes[0]).head.digest()  # training moved the head
+        base = bytes(proposal.head_digest).hex()
+        assert first != base  # training moved the head
+        assert await wait_adoption(nodes, proposal.round_id) == {"adopted"}
+        assert {service(node).head.digest() for node in nodes} == {first}
+        assert all(len(service(node).rounds[proposal.round_id].reports) == 3 for node in nodes)
 
         # 3. a poisoned update (x100) is excluded by every node
         service(nodes[2]).faults.scale = 100.0
@@ -100,10 +120,13 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
             assert state.excluded == {members[2]: "norm-outlier"}
             assert sorted(state.contributors) == sorted(members[:2])
         assert digests[0] != first
+        assert await wait_adoption(nodes, proposal.round_id) == {"adopted"}
+        second = digests[0]
+        assert {service(node).head.digest() for node in nodes} == {second}
 
         # 4. node 2 dies after receiving the proposal, before sending its update
         service(nodes[2]).faults.scale, service(nodes[2]).faults.delay_s = 1.0, 3600.0
-        proposal = await service(nodes[0]).propose_round(duration_s=15.0)
+        proposal = await service(nodes[0]).propose_round(duration_s=15.0, quorum=3)
         await wait_until(lambda: round_status(nodes[2], proposal.round_id) == "collecting", TIMEOUT_S,
                          "node 2 to receive the proposal")
         await nodes[2].stop()
@@ -113,5 +136,9 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
             state = service(node).rounds[proposal.round_id]
             assert state.excluded == {members[2]: "no-update"}
             assert sorted(state.contributors) == sorted(members[:2])
+        verdicts = await wait_adoption(nodes[:2], proposal.round_id)
+        assert verdicts == {"no-quorum: 2 of 3 sites reported"}
+        assert {service(node).head.digest() for node in nodes[:2]} == {second}  # the unadopted head is not used
+        assert digests[0] != second
     finally:
         await network.stop()
