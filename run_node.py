@@ -4,7 +4,7 @@
     python run_node.py init --data-dir DIR --name "St. Mary's"
     python run_node.py genesis --member DIR [--member DIR ...] --out genesis.json
     python run_node.py node --data-dir DIR [--port P] [--peer HOST:PORT ...]
-    python run_node.py testnet --nodes N --base-port P --data-root DIR
+    python run_node.py testnet --nodes N --base-port P --data-root DIR [--federated [--rounds R]]
     python run_node.py backup --data-dir DIR --out BACKUP_DIR     (safe while the node runs)
     python run_node.py restore --backup BACKUP_DIR --data-dir NEW_DIR
     python run_node.py user add|disable|enable|list --data-dir DIR [NAME] [--admin] [--password-stdin]
@@ -13,6 +13,12 @@
 run, starts N node processes on ports P..P+N-1 that connect to each other,
 prints each node's address and API token, and stops them all on Ctrl-C or
 SIGTERM. Run it again with the same DIR to continue the same chain.
+
+With `--federated` (docs/FEDERATED.md) hospital 1 trains on the NIH radiographs
+and hospital 2 on the JSRT radiographs of `../shared/data/xray` (split by
+`source_dataset`; other hospitals relay and check), and hospital 1 proposes R
+rounds one after the other, printing each site's held-out AUC of the head in use
+and of the round's aggregate, the adoption verdict and the head digest.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import signal
 import ssl
 import subprocess
@@ -30,8 +37,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from node.config import DEFAULT_MODELS_DIR, NodeConfig
+from node.config import DEFAULT_MODELS_DIR, REPO_ROOT, NodeConfig
 from node.genesis import DEFAULT_DIFFICULTY, DEFAULT_MAX_REORG_DEPTH, build_genesis, load_genesis, write_genesis
 from node.identity import KEY_FILE, init_identity, load_identity
 
@@ -140,12 +148,73 @@ def choose_plugin(no_diagnostics: bool) -> bool:
     return True
 
 
-def testnet_command(root: Path, index: int, count: int, base_port: int, genesis: Path, diagnostics: bool) -> list[str]:
+FEDERATED_SITES = ("NIH ChestX-ray14", "JSRT")  # hospital 1, hospital 2
+FEDERATED_ROUND_S = 120.0
+
+
+def get_shared_xray_dir() -> Path:
+    shared = os.environ.get("LUNGLEDGER_SHARED", "").strip()
+    return (Path(shared).expanduser() if shared else REPO_ROOT.parent / "shared").resolve() / "data" / "xray"
+
+
+def write_federated_config(root: Path, index: int) -> Path:
+    """The node config file of a federated testnet hospital (sites 1 and 2 train; the others observe)."""
+    section: dict[str, object] = {"modality": "xray", "round_s": FEDERATED_ROUND_S}
+    if index < len(FEDERATED_SITES):
+        section.update({"data_dir": str(get_shared_xray_dir()), "source": FEDERATED_SITES[index]})
+    path = root / f"node{index}" / "federated.json"
+    path.write_text(json.dumps({"data_dir": str(root / f"node{index}"), "federated": section}, indent=1))
+    return path
+
+
+def request_own_node(url: str, token: str, body: bytes | None = None, timeout: float = 10) -> Any:
+    request = urllib.request.Request(url, data=body, headers={"Authorization": f"Bearer {token}",
+                                                              "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout, context=make_own_node_context()) as response:
+        return json.loads(response.read())
+
+
+def format_auc(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.3f}"
+
+
+def run_federated_rounds(root: Path, base_port: int, rounds: int, stop_requested: list[int]) -> None:
+    """Hospital 1 proposes ``rounds`` rounds in turn; print each site's figures as the rounds are decided."""
+    token = load_identity(root / "node0").api_token
+    sites = range(min(len(FEDERATED_SITES), len(list(root.glob("node*")))))
+    body = json.dumps({"participants": [load_identity(root / f"node{site}").member_id.hex() for site in sites],
+                       "quorum": len(sites)}).encode()
+    for number in range(1, rounds + 1):
+        proposed = request_own_node(f"https://127.0.0.1:{base_port}/api/v1/federated/rounds", token, body)
+        round_id = str(proposed["round_id"])
+        deadline = time.monotonic() + FEDERATED_ROUND_S + 90
+        states: dict[int, dict[str, Any]] = {}
+        while time.monotonic() < deadline and not stop_requested and len(states) < len(sites):
+            for site in sites:
+                status = request_own_node(f"https://127.0.0.1:{base_port + site}/api/v1/federated", token)
+                found = [r for r in status["rounds"] if r["round_id"] == round_id]
+                if found and found[0]["adoption"] is not None:
+                    states[site] = found[0]
+            time.sleep(1.0)
+        for site, state in sorted(states.items()):
+            report = state.get("local_report") or {}
+            print(f"round {number} hospital {site + 1} ({FEDERATED_SITES[site]}): held-out AUC in use "
+                  f"{format_auc(report.get('current_auc'))} -> aggregate {format_auc(report.get('candidate_auc'))}; "
+                  f"{state['adoption']}; head {str(state['head_digest'])[:16]}; excluded {state['excluded']}",
+                  flush=True)
+        if len(states) < len(sites):
+            print(f"round {number}: not decided on every site in time", flush=True)
+
+
+def testnet_command(root: Path, index: int, count: int, base_port: int, genesis: Path, diagnostics: bool,
+                    config: Path | None = None) -> list[str]:
     neighbours = sorted({(index - 1) % count, (index + 1) % count} - {index})
     command = [sys.executable, str(Path(__file__).resolve()), "node", "--data-dir", str(root / f"node{index}"),
                "--genesis", str(genesis), "--host", "127.0.0.1", "--port", str(base_port + index)]
     for other in neighbours:
         command += ["--peer", f"127.0.0.1:{base_port + other}"]
+    if config is not None:
+        command += ["--config", str(config)]
     return command if diagnostics else [*command, "--no-diagnostics"]
 
 
@@ -192,7 +261,9 @@ def command_testnet(args: argparse.Namespace) -> int:
     stop_requested: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, frame: stop_requested.append(number))
-    processes = [subprocess.Popen(testnet_command(root, i, count, base_port, genesis, diagnostics)) for i in range(count)]
+    configs = [write_federated_config(root, i) if args.federated else None for i in range(count)]
+    processes = [subprocess.Popen(testnet_command(root, i, count, base_port, genesis, diagnostics, configs[i]))
+                 for i in range(count)]
     try:
         deadline = time.monotonic() + TESTNET_READY_TIMEOUT_S
         if not all(wait_until_serving(base_port + i, p, deadline) for i, p in enumerate(processes)):
@@ -204,6 +275,8 @@ def command_testnet(args: argparse.Namespace) -> int:
             print(f"{identity.name}: https://127.0.0.1:{base_port + index}/  sign in as {DEMO_ADMIN} / {password}  "
                   f"(api token for scripts: {identity.api_token})", flush=True)
         print(f"testnet of {count} nodes running (data in {root}); Ctrl-C stops it", flush=True)
+        if args.federated:
+            run_federated_rounds(root, base_port, args.rounds, stop_requested)
         while not stop_requested:
             if any(p.poll() is not None for p in processes):
                 print("error: a node process exited; stopping the testnet", file=sys.stderr)
@@ -298,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     testnet.add_argument("--data-root", required=True)
     testnet.add_argument("--difficulty", type=int, default=DEFAULT_DIFFICULTY)
     testnet.add_argument("--no-diagnostics", action="store_true", help="relay-only nodes even if models are present")
+    testnet.add_argument("--federated", action="store_true",
+                         help="hospital 1 trains on NIH, hospital 2 on JSRT radiographs; run federated rounds")
+    testnet.add_argument("--rounds", type=int, default=3, help="(--federated) rounds to run")
     testnet.set_defaults(handler=command_testnet)
     backup = sub.add_parser("backup", help="copy a node's databases (SQLite online backup) and keys, while it runs")
     backup.add_argument("--data-dir", required=True)

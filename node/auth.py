@@ -47,12 +47,12 @@ API = "/api/v1"
 # Routes that need a signed-in person or the machine token.
 PROTECTED = frozenset({("POST", f"{API}/diagnoses"), ("GET", f"{API}/diagnoses/{{record_id}}"),
                        ("GET", f"{API}/worklist"), ("GET", f"{API}/audit"), ("DELETE", f"{API}/session"),
-                       ("POST", f"{API}/dicom/tags")})
+                       ("POST", f"{API}/dicom/tags"), ("POST", f"{API}/federated/rounds")})
 # Successful requests written to the audit log when someone is signed in: (method, route) -> action.
 AUDITED = {("POST", f"{API}/diagnoses"): "diagnose", ("GET", f"{API}/diagnoses/{{record_id}}"): "view-diagnosis",
            ("GET", f"{API}/records/{{record_id}}/verify"): "verify-record", ("GET", f"{API}/chain/verify"): "verify-chain",
            ("GET", f"{API}/worklist"): "view-worklist",
-           ("GET", f"{API}/audit"): "view-audit"}
+           ("GET", f"{API}/audit"): "view-audit", ("POST", f"{API}/federated/rounds"): "propose-round"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -42,7 +43,8 @@ from network.peer import Peer
 from network.service import PeerNetwork
 from node.federated_round import (MAX_PENDING_UPDATES, MAX_ROUNDS_KEPT, FederatedSettings, RoundState,
                                   decide_round_adoption, finalise_round)
-from node.http import API_PREFIX, json_reply
+from node.auth import get_principal
+from node.http import API_PREFIX, ApiError, json_reply
 from node.identity import NodeIdentity
 from node.keys import CONFIG, GENESIS, IDENTITY, NETWORK
 
@@ -93,6 +95,10 @@ class FederatedService:
             return
         features = await asyncio.to_thread(load_site_features, self.model, self.settings.data_dir,
                                            self.settings.cache_dir)
+        if self.settings.source is not None:
+            features = features.select(lambda image: image.source == self.settings.source)
+            if not features.images:
+                raise ValueError(f"no images of source {self.settings.source!r} in {self.settings.data_dir}")
         split = features.split()
         self.site = SiteData(split["train"], split["validation"])
         log.info("federated site data: %d images (%d training) from %s", len(features.images),
@@ -302,9 +308,44 @@ async def get_federated(request: web.Request) -> web.Response:
     return json_reply({"enabled": True, **service.get_status()})
 
 
+MAX_ROUND_BODY_BYTES = 1024
+MAX_ROUND_DURATION_S = 24 * 3600
+
+
+async def post_federated_round(request: web.Request) -> web.Response:
+    """Propose a round (an administrator or the node's API token).
+
+    Body (all optional): ``{"duration_s": s, "quorum": n, "participants": [member id hex, ...]}``;
+    participants default to every member.
+    """
+    principal = get_principal(request)
+    if principal is None or not principal.sees_everything:
+        raise ApiError(403, "not-an-administrator", "only an administrator or the node's API token may propose a round")
+    service = request.app.get(FEDERATED)
+    if service is None:
+        raise ApiError(409, "federated-off", "this node has no federated section in its config")
+    body = await request.content.read(MAX_ROUND_BODY_BYTES + 1)
+    try:
+        options = json.loads(body) if body.strip() else {}
+        duration = float(options.get("duration_s", service.settings.round_s))
+        quorum = options.get("quorum")
+        named = options.get("participants")
+        participants = None if named is None else [bytes.fromhex(str(member)) for member in named][:64]
+        if participants is not None and any(member not in service.params.members_by_id for member in participants):
+            raise ValueError("every participant must be a member id of this chain")
+        if not isinstance(options, dict) or len(body) > MAX_ROUND_BODY_BYTES or not 1 <= duration <= MAX_ROUND_DURATION_S \
+                or not (quorum is None or (type(quorum) is int and 1 <= quorum <= 64)):
+            raise ValueError("duration_s must be 1..86400 seconds and quorum 1..64")
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ApiError(400, "bad-round", f"round options: {error}") from error
+    proposal = await service.propose_round(participants=participants, duration_s=duration, quorum=quorum)
+    return json_reply(service.rounds[proposal.round_id].to_json(), status=202)
+
+
 def setup_federated(app: web.Application) -> None:
     """Federated rounds when the config has a ``federated`` section (after the peer network starts)."""
     app.router.add_get(f"{API_PREFIX}/federated", get_federated)
+    app.router.add_post(f"{API_PREFIX}/federated/rounds", post_federated_round)
     if app[CONFIG].federated:
         app.cleanup_ctx.append(federated_context)
     else:

@@ -32,6 +32,7 @@ class FederatedSettings:
 
     data_dir: Path | None = None  # the site's labelled folder (cancer/, normal/, labels.csv); None: observe only
     modality: str = "xray"
+    source: str | None = None  # only the images whose labels.csv source_dataset is this (a testnet's sites)
     cache_dir: Path | None = None  # default: <node data_dir>/federated-cache
     epochs: int = 20
     learning_rate: float = 1.0

@@ -169,6 +169,16 @@ def _paths() -> dict[str, Any]:
                                   "responses": {"200": _json(_ref("Peers"), "Peers")}}},
         "/api/v1/federated": {"get": {**public, "summary": "Federated rounds: head in use, rounds, participants",
                                       "responses": {"200": _json(_ref("Federated"), "Rounds")}}},
+        "/api/v1/federated/rounds": {"post": {
+            **token, "summary": "Propose a federated round (administrators and the API token)",
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"duration_s": {"type": "number", "minimum": 1, "maximum": 86400},
+                                                 "quorum": {"type": "integer", "minimum": 1, "maximum": 64},
+                                                 "participants": {"type": "array", "maxItems": 64,
+                                                                  "items": {"type": "string", "pattern": HEX32}}}}}}},
+            "responses": {"202": _json({"type": "object"}, "The round as proposed"), **_errors(400, 401),
+                          "403": _json(_ref("Error"), "Not an administrator"),
+                          "409": _json(_ref("Error"), "This node takes no part in federated rounds")}}},
         "/api/v1/diagnoses": {"post": {
             **token, "summary": "Diagnose uploaded images; the record is stored and queued before the reply",
             "parameters": [{"name": "wait", "in": "query", "schema": {"enum": ["mined"]},

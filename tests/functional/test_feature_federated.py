@@ -4,7 +4,8 @@ Plan:
 1. Three nodes, each with its own small labelled folder of real radiographs (node 0 and
    node 2: NIH, node 1: JSRT), connected over TLS; each loads the shipped X-ray model
    and its site's pooled features.
-2. Node 0 proposes a round; every node trains, sends a signed ``model_update``, and
+2. An administrator of node 0 proposes a round over HTTPS (``POST /api/v1/federated/rounds``
+   with the node's API token; without it: 401); every node trains, sends a signed ``model_update``, and
    every node aggregates the same three updates to the same head digest; every site
    signs its held-out AUC (``model_metrics``), the rule holds (quorum 2, margin 1.0)
    and every node adopts that head: all three now use the same head digest.
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+import aiohttp
 
 from node.federated import FEDERATED, FederatedService
 from tests.support.network import TestNetwork, TestNode, connect_all, wait_until
@@ -95,8 +98,16 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
         assert all(service(node).site is not None for node in nodes)
         members = [node.identity.member_id.hex() for node in nodes]
 
-        # 2. a round with everyone
-        proposal = await service(nodes[0]).propose_round(duration_s=TIMEOUT_S)
+        # 2. a round with everyone, proposed through the API
+        url = f"{nodes[0].base_url}/api/v1/federated/rounds"
+        async with aiohttp.ClientSession() as client:
+            async with client.post(url, json={"duration_s": TIMEOUT_S}, ssl=False) as refused:
+                assert refused.status == 401
+            headers = {"Authorization": f"Bearer {nodes[0].identity.api_token}"}
+            async with client.post(url, json={"duration_s": TIMEOUT_S}, headers=headers, ssl=False) as response:
+                assert response.status == 202, await response.text()
+                round_id = bytes.fromhex((await response.json())["round_id"])
+        proposal = service(nodes[0]).rounds[round_id].proposal
         digests = await wait_aggregated(nodes, proposal.round_id)
         assert len(set(digests)) == 1
         for node in nodes:
