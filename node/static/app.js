@@ -31,7 +31,7 @@ function selectTab(name) {
   $("signin").hidden = !signedOut;
   if (signedOut) return;
   if (name === "explorer") loadBlocks();
-  if (name === "peers") loadPeers();
+  if (name === "peers") loadPeers().then(() => loadFederated(state.status));
   if (name === "worklist") loadWorklist();
   if (name === "audit") loadAudit();
 }
@@ -241,6 +241,31 @@ async function loadPeers() {
   }
 }
 
+async function loadFederated(status) {
+  const names = new Map((status ? status.members : []).map((member) => [member.member_id, member.name]));
+  const nameOf = (memberId) => names.get(memberId) || memberId.slice(0, 8);
+  try {
+    const reply = await api("/federated");
+    if (!reply.enabled) {
+      $("federated-model").textContent = "This node takes no part in federated rounds.";
+      $("federated-body").replaceChildren();
+      return;
+    }
+    $("federated-model").textContent = `${reply.modality} model ${reply.model_id.slice(0, 12)}…, head in use ${reply.head_digest.slice(0, 12)}…` +
+      (reply.site_images === null ? " (this node trains on no local images)" : ` (${reply.site_images} local images)`);
+    const rows = reply.rounds.map((round) => el("tr", {},
+      el("td", {}, `${round.number}`),
+      el("td", {}, round.status),
+      el("td", {}, round.adoption || "pending"),
+      el("td", {}, round.participants.map((member) => `${nameOf(member)}${member in round.contributors ? " ✓" : ""}`).join(", ")),
+      el("td", {}, Object.entries(round.excluded).map(([member, reason]) => `${nameOf(member)}: ${reason}`).join(", ") || "–"),
+      el("td", { class: "mono" }, round.head_digest ? `${round.head_digest.slice(0, 12)}…` : "–")));
+    $("federated-body").replaceChildren(...(rows.length ? rows : [el("tr", { class: "empty" }, el("td", { colspan: "6" }, "No round yet."))]));
+  } catch (error) {
+    $("federated-body").replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: "6" }, describeFailure(error))));
+  }
+}
+
 // -------------------------------------------------------------------- audit
 async function loadAudit() {
   try {
@@ -277,7 +302,7 @@ function init() {
   $("audit-refresh").addEventListener("click", loadAudit);
   $("audit-prev").addEventListener("click", () => { auditOffset = Math.max(0, auditOffset - AUDIT_PAGE); loadAudit(); });
   $("audit-next").addEventListener("click", () => { auditOffset += AUDIT_PAGE; loadAudit(); });
-  $("peers-refresh").addEventListener("click", loadPeers);
+  $("peers-refresh").addEventListener("click", () => loadPeers().then(() => loadFederated(state.status)));
   $("report-print").addEventListener("click", () => window.print());
   $("report-back").addEventListener("click", () => history.back());
   window.addEventListener("hashchange", route);
