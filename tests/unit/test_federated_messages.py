@@ -111,3 +111,17 @@ def test_adoption_waits_for_every_contributor_and_counts_only_reports_on_this_ag
     verdict = decide_round_adoption(state, final=False)
     assert verdict is not None and verdict.adopted
     assert decode_message(encode_message(state.reports[MEMBER.member_id])) == state.reports[MEMBER.member_id]
+
+
+def test_federated_settings_refuse_unknown_keys_and_default_the_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from node.federated_round import FederatedSettings
+
+    settings = FederatedSettings.from_section({"data_dir": "/data/xray", "source": "JSRT"}, tmp_path)
+    assert settings.data_dir == Path("/data/xray") and settings.source == "JSRT"
+    assert settings.cache_dir == tmp_path / "federated-cache"
+    with pytest.raises(ValueError, match="unknown keys"):
+        FederatedSettings.from_section({"data-dir": "/x"}, tmp_path)
+    with pytest.raises(ValueError, match="modality"):
+        FederatedSettings.from_section({"modality": "mri"}, tmp_path)
