@@ -42,7 +42,7 @@ from network.model_messages import (METRICS_DOMAIN, MICRO, ROUND_DOMAIN, UPDATE_
 from network.peer import Peer
 from network.service import PeerNetwork
 from node.federated_round import (MAX_PENDING_UPDATES, MAX_ROUNDS_KEPT, FederatedSettings, RoundState,
-                                  decide_round_adoption, finalise_round)
+                                  apply_privacy, decide_round_adoption, describe_privacy, finalise_round)
 from node.auth import get_principal
 from node.http import API_PREFIX, ApiError, json_reply
 from node.identity import NodeIdentity
@@ -81,6 +81,8 @@ class FederatedService:
         self.rounds: dict[bytes, RoundState] = {}
         self.pending: dict[bytes, list[ModelUpdate]] = {}
         self.faults = FaultInjection()
+        self.rounds_sent = 0
+        self.rng = np.random.default_rng()  # fresh OS entropy: the privacy noise must not be predictable
         self.tasks: set[asyncio.Task[Any]] = set()
         network.add_handler(ModelRound, self.on_model_round)
         network.add_handler(ModelUpdate, self.on_model_update)
@@ -217,6 +219,8 @@ class FederatedService:
             return
         config = self.settings.local_config(state.proposal)
         trained = await asyncio.to_thread(train_local, base, *site.train, config, self.preconditioner)
+        trained = apply_privacy(trained, base, self.settings, self.rng)
+        self.rounds_sent += 1
         if self.faults.scale != 1.0:
             trained = Head.create(trained.weights * self.faults.scale, trained.bias * self.faults.scale)
         current = compute_auc(site.validation[1], base.logits(site.validation[0]))
@@ -279,6 +283,7 @@ class FederatedService:
         return {"modality": self.settings.modality, "model_id": self.model.card.model_id,
                 "head_digest": self.head.digest(), "site_images": None if self.site is None else
                 int(len(self.site.train[1]) + len(self.site.validation[1])),
+                "privacy": describe_privacy(self.settings, self.rounds_sent),
                 "rounds": [state.to_json() for state in reversed(self.rounds.values())]}
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from diagnostics.federated import (Adoption, AdoptionRule, FederatedError, Head, LocalConfig, SiteReport, Update,
-                                   aggregate, decide_adoption, screen_updates)
+                                   aggregate, compute_epsilon, decide_adoption, privatise, screen_updates)
 from network.model_messages import MICRO, ModelMetrics, ModelRound, ModelUpdate
 
 DEFAULT_ROUND_S = 120.0
@@ -41,6 +41,8 @@ class FederatedSettings:
     max_auc_drop: float = 0.02
     round_s: float = DEFAULT_ROUND_S
     adoption_s: float = DEFAULT_ADOPTION_S  # after aggregation: how long to wait for the sites' metrics
+    clip_norm: float = 0.0  # > 0: clip this site's change of the head to this L2 norm before sending
+    noise_multiplier: float = 0.0  # > 0 (with clip_norm): add N(0, (z * clip_norm)^2) per coordinate
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], node_data_dir: Path) -> FederatedSettings:
@@ -55,6 +57,9 @@ class FederatedSettings:
         settings = cls(**values)
         if settings.modality not in ("ct", "xray"):
             raise ValueError(f"federated.modality must be ct or xray, not {settings.modality!r}")
+        if settings.clip_norm < 0 or settings.noise_multiplier < 0 or (settings.noise_multiplier > 0
+                                                                        and settings.clip_norm <= 0):
+            raise ValueError("federated.noise_multiplier needs a positive federated.clip_norm")
         if settings.cache_dir is None:
             settings = cls(**{**values, "cache_dir": node_data_dir / "federated-cache"})
         return settings
@@ -159,3 +164,22 @@ def decide_round_adoption(state: RoundState, final: bool) -> Adoption | None:
 
 def _to_auc(value: int) -> float:
     return math.nan if value < 0 else value / MICRO
+
+
+PRIVACY_DELTA = 1e-5
+
+
+def apply_privacy(trained: Head, base: Head, settings: FederatedSettings, rng: np.random.Generator) -> Head:
+    """The optional clipping + Gaussian noise of this site's update (docs/FEDERATED.md)."""
+    if settings.clip_norm <= 0:
+        return trained
+    return privatise(trained, base, settings.clip_norm, settings.noise_multiplier, rng)
+
+
+def describe_privacy(settings: FederatedSettings, rounds_sent: int) -> dict[str, Any]:
+    """What this site has spent: site-level (epsilon, delta) by the zCDP accountant; epsilon None = no guarantee."""
+    epsilon = compute_epsilon(settings.noise_multiplier, rounds_sent, PRIVACY_DELTA) \
+        if settings.clip_norm > 0 and settings.noise_multiplier > 0 else None
+    return {"clip_norm": settings.clip_norm, "noise_multiplier": settings.noise_multiplier,
+            "rounds_sent": rounds_sent, "epsilon": epsilon, "delta": PRIVACY_DELTA,
+            "accountant": "zCDP (Bun & Steinke 2016), site level, per site"}

@@ -125,3 +125,23 @@ def test_federated_settings_refuse_unknown_keys_and_default_the_cache(tmp_path) 
         FederatedSettings.from_section({"data-dir": "/x"}, tmp_path)
     with pytest.raises(ValueError, match="modality"):
         FederatedSettings.from_section({"modality": "mri"}, tmp_path)
+
+
+def test_node_privacy_clips_adds_noise_and_reports_epsilon(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import math
+
+    from node.federated_round import FederatedSettings, apply_privacy, describe_privacy
+
+    base = Head.create(np.zeros(4), 0.0)
+    trained = Head.create(np.full(4, 3.0), 4.0)  # change of norm 7
+    off = FederatedSettings.from_section({}, tmp_path)
+    assert apply_privacy(trained, base, off, np.random.default_rng(0)) is trained
+    assert describe_privacy(off, 3)["epsilon"] is None
+    clip = FederatedSettings.from_section({"clip_norm": 1.0}, tmp_path)
+    clipped = apply_privacy(trained, base, clip, np.random.default_rng(0))
+    assert math.isclose(float(np.linalg.norm(np.append(clipped.weights, clipped.bias))), 1.0)
+    noisy = FederatedSettings.from_section({"clip_norm": 1.0, "noise_multiplier": 4.0}, tmp_path)
+    assert apply_privacy(trained, base, noisy, np.random.default_rng(0)).digest() != clipped.digest()
+    assert describe_privacy(noisy, 10)["epsilon"] == pytest.approx(8.837, abs=0.01)
+    with pytest.raises(ValueError, match="clip_norm"):
+        FederatedSettings.from_section({"noise_multiplier": 1.0}, tmp_path)
