@@ -20,6 +20,7 @@ REASON_CODES = frozenset(
         "empty-block",
         "foreign-record",
         "bad-genesis",
+        "bad-round-result",
     }
 )
 

@@ -309,6 +309,8 @@ def decide_adoption(reports: Sequence[SiteReport], rule: AdoptionRule) -> Adopti
         report = by_member[member_id]
         if not (math.isfinite(report.current_auc) and math.isfinite(report.candidate_auc)):
             return Adoption(False, f"bad-metrics: {member_id} reported a non-finite AUC")
-        if report.current_auc - report.candidate_auc > rule.max_auc_drop:
+        # compared in whole millionths, as the on-chain rule (consensus.governance.compute_adoption) does:
+        # 0.67 - 0.65 is 0.020000000000000018 in floats, and must not count as more than a 0.02 margin
+        if round(report.current_auc * 1e6) - round(report.candidate_auc * 1e6) > round(rule.max_auc_drop * 1e6):
             return Adoption(False, f"auc-drop: {member_id} {report.current_auc:.3f} -> {report.candidate_auc:.3f}")
     return Adoption(True, "adopted")

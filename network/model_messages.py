@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from consensus.crypto import MEMBER_ID_BYTES, SIGNATURE_BYTES
 from consensus.encoding import expect_array, expect_bytes, expect_int, expect_list, expect_str, pack
+from consensus.governance import METRICS_DOMAIN, ROUND_DOMAIN, UPDATE_DOMAIN, compute_round_id
 from consensus.types import HASH_BYTES
 from network.constants import (
     MAX_HEAD_BYTES,
@@ -24,9 +25,7 @@ from network.constants import (
     MAX_ROUND_PARTICIPANTS,
 )
 
-ROUND_DOMAIN = b"lungledger/model-round/v1\x00"
-UPDATE_DOMAIN = b"lungledger/model-update/v1\x00"
-METRICS_DOMAIN = b"lungledger/model-metrics/v1\x00"
+__all__ = ["METRICS_DOMAIN", "MICRO", "ROUND_DOMAIN", "UPDATE_DOMAIN", "ModelMetrics", "ModelRound", "ModelUpdate"]
 MODALITIES = frozenset({"ct", "xray"})
 MICRO = 1_000_000
 MAX_MICRO = 10**15
@@ -63,7 +62,7 @@ class ModelRound:
 
     @property
     def round_id(self) -> bytes:
-        return hashlib.sha256(ROUND_DOMAIN + self.signed_bytes()).digest()
+        return compute_round_id(self.signed_bytes())
 
     def to_fields(self) -> list[Any]:
         return [*self.unsigned_fields(), self.signature]

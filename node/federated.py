@@ -31,6 +31,7 @@ import numpy as np
 from aiohttp import web
 
 from consensus.crypto import is_signature_valid, sign
+from consensus.governance import RESULT_DOMAIN
 from consensus.types import ChainParams
 from diagnostics.auc import compute_auc
 from diagnostics.federated import Head, Preconditioner, train_local
@@ -42,7 +43,8 @@ from network.model_messages import (METRICS_DOMAIN, MICRO, ROUND_DOMAIN, UPDATE_
 from network.peer import Peer
 from network.service import PeerNetwork
 from node.federated_round import (MAX_PENDING_UPDATES, MAX_ROUNDS_KEPT, FederatedSettings, RoundState,
-                                  apply_privacy, decide_round_adoption, describe_privacy, finalise_round)
+                                  apply_privacy, decide_round_adoption, describe_privacy, finalise_round,
+                                  make_round_result)
 from node.auth import get_principal
 from node.http import API_PREFIX, ApiError, json_reply
 from node.identity import NodeIdentity
@@ -242,6 +244,10 @@ class FederatedService:
                  None if state.head is None else state.head.digest()[:16], len(state.contributors), state.excluded)
         if state.head is None or state.base is None:
             return
+        result = make_round_result(state, self.identity.member_id)
+        if result is not None:
+            state.result = replace(result, signature=sign(self.identity.private_key, RESULT_DOMAIN,
+                                                          result.signed_bytes()))
         self._spawn(self._decide_at_adoption_deadline(state), "federated-adoption")
         if self.site is not None and self.identity.member_id in state.proposal.participants:
             x, y = self.site.validation

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from diagnostics.federated import (Adoption, AdoptionRule, FederatedError, Head, LocalConfig, SiteReport, Update,
-                                   aggregate, compute_epsilon, decide_adoption, privatise, screen_updates)
+from consensus.governance import RoundResult, compute_adoption
+from diagnostics.federated import (Adoption, FederatedError, Head, LocalConfig, Update, aggregate,
+                                   compute_epsilon, privatise, screen_updates)
 from network.model_messages import MICRO, ModelMetrics, ModelRound, ModelUpdate
 
 DEFAULT_ROUND_S = 120.0
@@ -70,10 +71,6 @@ class FederatedSettings:
                            l2=proposal.l2_micro / MICRO)
 
 
-def get_adoption_rule(proposal: ModelRound) -> AdoptionRule:
-    return AdoptionRule(quorum=proposal.quorum, max_auc_drop=proposal.max_auc_drop_micro / MICRO)
-
-
 @dataclass
 class RoundState:
     """What this node holds about one round."""
@@ -88,6 +85,7 @@ class RoundState:
     local_report: dict[str, float | None] | None = None
     reports: dict[bytes, ModelMetrics] = field(default_factory=dict)  # by member id (first one counts)
     adoption: str | None = None  # None: undecided; "adopted" or the reason it was not
+    result: RoundResult | None = None  # this node's signed model-update record of the round
 
     @property
     def round_id(self) -> bytes:
@@ -109,6 +107,11 @@ class RoundState:
             "head_digest": None if self.head is None else self.head.digest(),
             "contributors": dict(self.contributors), "excluded": dict(self.excluded),
             "local_report": self.local_report, "adoption": self.adoption,
+            "result_record": None if self.result is None else {
+                "record_hash": self.result.record_hash.hex(), "creator": self.result.creator.hex(),
+                "head_digest": self.result.head_digest.hex(),
+                "contributors": [[member.hex(), digest.hex()] for member, digest in self.result.contributors],
+                "excluded": [[member.hex(), reason] for member, reason in self.result.excluded]},
             "reports": {member.hex(): {"current_auc": _from_micro(report.current_auc_micro),
                                        "candidate_auc": _from_micro(report.candidate_auc_micro)}
                         for member, report in sorted(self.reports.items())},
@@ -157,13 +160,20 @@ def decide_round_adoption(state: RoundState, final: bool) -> Adoption | None:
     reports = {member: report for member, report in state.reports.items() if report.head_digest == digest}
     if not final and not {bytes.fromhex(member) for member in state.contributors} <= set(reports):
         return None
-    sites = [SiteReport(member.hex(), _to_auc(report.current_auc_micro), _to_auc(report.candidate_auc_micro))
-             for member, report in sorted(reports.items())]
-    return decide_adoption(sites, get_adoption_rule(state.proposal))
+    adopted, reason = compute_adoption(state.proposal.quorum, state.proposal.max_auc_drop_micro,
+                                       [(member, report.current_auc_micro, report.candidate_auc_micro)
+                                        for member, report in sorted(reports.items())])
+    return Adoption(adopted, reason)
 
 
-def _to_auc(value: int) -> float:
-    return math.nan if value < 0 else value / MICRO
+def make_round_result(state: RoundState, creator: bytes) -> RoundResult | None:
+    """The model-update record of an aggregated round (unsigned): head digest, contributors' digests, exclusions."""
+    if state.head is None:
+        return None
+    return RoundResult(state.round_id, creator, bytes.fromhex(state.head.digest()),
+                       tuple(sorted((bytes.fromhex(member), bytes.fromhex(digest))
+                                    for member, digest in state.contributors.items())),
+                       tuple(sorted((bytes.fromhex(member), reason) for member, reason in state.excluded.items())))
 
 
 PRIVACY_DELTA = 1e-5

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
+from consensus.governance import validate_round_result
 from node.federated import FEDERATED, FederatedService
 from tests.support.network import TestNetwork, TestNode, connect_all, wait_until
 
@@ -88,6 +89,7 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
              make_site(shared_data_dir, tmp_path / "site1", "JSRT", 0),
              make_site(shared_data_dir, tmp_path / "site2", "NIH ChestX-ray14", IMAGES_PER_CLASS)]
     network = TestNetwork.create(tmp_path / "nodes", 3)
+    assert network.genesis is not None
     for index, site in enumerate(sites):
         network.configure(index, federated={"data_dir": str(site), "modality": "xray", "epochs": 5, "quorum": 2,
                                             "max_auc_drop": 1.0})
@@ -110,10 +112,16 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
         proposal = service(nodes[0]).rounds[round_id].proposal
         digests = await wait_aggregated(nodes, proposal.round_id)
         assert len(set(digests)) == 1
+        results = []
         for node in nodes:
             state = service(node).rounds[proposal.round_id]
             assert sorted(state.contributors) == sorted(members) and state.excluded == {}
             assert state.local_report is not None
+            # each node's signed model-update record is valid and names the same aggregate and update digests
+            assert state.result is not None
+            validate_round_result(state.result, proposal.participants, network.genesis.params.members_by_id)
+            results.append((state.result.head_digest, state.result.contributors))
+        assert len(set(results)) == 1
         first = digests[0]
         base = bytes(proposal.head_digest).hex()
         assert first != base  # training moved the head
