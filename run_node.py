@@ -4,7 +4,7 @@
     python run_node.py init --data-dir DIR --name "St. Mary's"
     python run_node.py genesis --member DIR [--member DIR ...] --out genesis.json
     python run_node.py node --data-dir DIR [--port P] [--peer HOST:PORT ...]
-    python run_node.py testnet --nodes N --base-port P --data-root DIR
+    python run_node.py testnet --nodes N --base-port P --data-root DIR      (P = 0: ports chosen by the kernel)
     python run_node.py backup --data-dir DIR --out BACKUP_DIR     (safe while the node runs)
     python run_node.py restore --backup BACKUP_DIR --data-dir NEW_DIR
     python run_node.py user add|disable|enable|list --data-dir DIR [NAME] [--admin] [--password-stdin]
@@ -12,7 +12,11 @@
 `testnet` creates N hospitals' keys and a shared genesis under DIR on the first
 run, starts N node processes on ports P..P+N-1 that connect to each other,
 prints each node's address and API token, and stops them all on Ctrl-C or
-SIGTERM. Run it again with the same DIR to continue the same chain.
+SIGTERM. Run it again with the same DIR to continue the same chain. With
+``--base-port 0`` every node binds port 0 and the testnet reads the port it got
+back from its data directory before starting the next node, which dials the
+previous one (the last one also dials the first): no port is picked and bound
+later, so nothing can take it in between.
 """
 
 from __future__ import annotations
@@ -140,13 +144,60 @@ def choose_plugin(no_diagnostics: bool) -> bool:
     return True
 
 
-def testnet_command(root: Path, index: int, count: int, base_port: int, genesis: Path, diagnostics: bool) -> list[str]:
-    neighbours = sorted({(index - 1) % count, (index + 1) % count} - {index})
+def testnet_command(root: Path, index: int, port: int, peer_ports: list[int], genesis: Path,
+                    diagnostics: bool) -> list[str]:
     command = [sys.executable, str(Path(__file__).resolve()), "node", "--data-dir", str(root / f"node{index}"),
-               "--genesis", str(genesis), "--host", "127.0.0.1", "--port", str(base_port + index)]
-    for other in neighbours:
-        command += ["--peer", f"127.0.0.1:{base_port + other}"]
+               "--genesis", str(genesis), "--host", "127.0.0.1", "--port", str(port)]
+    for peer_port in peer_ports:
+        command += ["--peer", f"127.0.0.1:{peer_port}"]
     return command if diagnostics else [*command, "--no-diagnostics"]
+
+
+def fixed_port_peers(index: int, count: int, base_port: int) -> list[int]:
+    """Ring neighbours on ports base_port..base_port+count-1."""
+    return [base_port + other for other in sorted({(index - 1) % count, (index + 1) % count} - {index})]
+
+
+def bound_port_peers(index: int, count: int, ports: list[int]) -> list[int]:
+    """With port 0, a node can only dial nodes already bound: the previous one, and the first from the last."""
+    if index == 0:
+        return []
+    return sorted({ports[index - 1], ports[0]} if index == count - 1 else {ports[index - 1]})
+
+
+def wait_for_bound_port(data_dir: Path, process: subprocess.Popen[bytes], deadline: float) -> int | None:
+    """The port a node started with port 0 bound (node/launcher.py writes it into its data dir), or None."""
+    from node.launcher import read_port_file  # deferred, as in command_node: init/genesis need no aiohttp app
+
+    while time.monotonic() < deadline and process.poll() is None:
+        port = read_port_file(data_dir)
+        if port is not None:
+            return port
+        time.sleep(0.1)
+    return None
+
+
+def start_testnet_nodes(root: Path, count: int, base_port: int, genesis: Path, diagnostics: bool,
+                        processes: list[subprocess.Popen[bytes]], deadline: float) -> list[int] | None:
+    """Start the nodes (appended to ``processes`` as they start); their ports, or None if one did not bind."""
+    from node.launcher import PORT_FILE
+    if base_port != 0:
+        for index in range(count):
+            command = testnet_command(root, index, base_port + index, fixed_port_peers(index, count, base_port),
+                                      genesis, diagnostics)
+            processes.append(subprocess.Popen(command))
+        return [base_port + index for index in range(count)]
+    ports: list[int] = []
+    for index in range(count):
+        data_dir = root / f"node{index}"
+        (data_dir / PORT_FILE).unlink(missing_ok=True)  # a stale file from the last run names an old port
+        command = testnet_command(root, index, 0, bound_port_peers(index, count, ports), genesis, diagnostics)
+        processes.append(subprocess.Popen(command))
+        port = wait_for_bound_port(data_dir, processes[-1], deadline)
+        if port is None:
+            return None
+        ports.append(port)
+    return ports
 
 
 def make_own_node_context() -> ssl.SSLContext:
@@ -185,23 +236,24 @@ def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
 def command_testnet(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s testnet %(levelname)s %(message)s")
     root, count, base_port = Path(args.data_root).resolve(), args.nodes, args.base_port
-    if not 1 <= count <= 64 or not 1024 <= base_port <= 65535 - count:
-        raise ValueError("--nodes must be 1..64 and --base-port leave room for N ports below 65536")
+    if not 1 <= count <= 64 or not (base_port == 0 or 1024 <= base_port <= 65535 - count):
+        raise ValueError("--nodes must be 1..64 and --base-port 0 or leave room for N ports below 65536")
     genesis = prepare_testnet(root, count, args.difficulty)
     diagnostics = choose_plugin(args.no_diagnostics)
     stop_requested: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, frame: stop_requested.append(number))
-    processes = [subprocess.Popen(testnet_command(root, i, count, base_port, genesis, diagnostics)) for i in range(count)]
+    processes: list[subprocess.Popen[bytes]] = []
     try:
         deadline = time.monotonic() + TESTNET_READY_TIMEOUT_S
-        if not all(wait_until_serving(base_port + i, p, deadline) for i, p in enumerate(processes)):
+        ports = start_testnet_nodes(root, count, base_port, genesis, diagnostics, processes, deadline)
+        if ports is None or not all(wait_until_serving(ports[i], p, deadline) for i, p in enumerate(processes)):
             print("error: not every node started; see the log lines above", file=sys.stderr)
             return 1
         for index in range(count):
             identity = load_identity(root / f"node{index}")
             password = ensure_demo_admin(root / f"node{index}")
-            print(f"{identity.name}: https://127.0.0.1:{base_port + index}/  sign in as {DEMO_ADMIN} / {password}  "
+            print(f"{identity.name}: https://127.0.0.1:{ports[index]}/  sign in as {DEMO_ADMIN} / {password}  "
                   f"(api token for scripts: {identity.api_token})", flush=True)
         print(f"testnet of {count} nodes running (data in {root}); Ctrl-C stops it", flush=True)
         while not stop_requested:
@@ -294,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.set_defaults(handler=command_node)
     testnet = sub.add_parser("testnet", help="run N local nodes (keys and genesis created on first run)")
     testnet.add_argument("--nodes", type=int, default=3)
-    testnet.add_argument("--base-port", type=int, default=8601)
+    testnet.add_argument("--base-port", type=int, default=8601,
+                         help="first of N consecutive ports; 0: every node binds a port the kernel chooses")
     testnet.add_argument("--data-root", required=True)
     testnet.add_argument("--difficulty", type=int, default=DEFAULT_DIFFICULTY)
     testnet.add_argument("--no-diagnostics", action="store_true", help="relay-only nodes even if models are present")
