@@ -68,7 +68,8 @@ class GaussianDistance:
         projected = centred @ self.basis
         inside = np.sum(projected ** 2 / self.variances, axis=1)
         residual = np.maximum(np.sum(centred ** 2, axis=1) - np.sum(projected ** 2, axis=1), 0.0)
-        return np.sqrt(inside + residual / float(self.variances[-1]))
+        distance: np.ndarray = np.sqrt(inside + residual / float(self.variances[-1]))
+        return distance
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,14 @@ class InputGate:
         logits = np.atleast_2d(np.asarray(pooled, dtype=np.float64)) @ self.weights + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        probabilities: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+        return probabilities
 
     def check(self, pooled: np.ndarray) -> GateDecision:
         """Raise ``not-a-chest-image`` / ``wrong-modality``, or return the decision for an accepted image."""
         probabilities = self.classify(pooled)[0]
         distance = float(self.distance(pooled)[0])
-        named = {name: float(value) for name, value in zip(GATE_CLASSES, probabilities)}
+        named = {name: float(value) for name, value in zip(GATE_CLASSES, probabilities, strict=True)}
         predicted = GATE_CLASSES[int(np.argmax(probabilities))]
         if predicted == "other" or distance > self.refuse_distance:
             raise ImageError("not-a-chest-image",

@@ -94,19 +94,21 @@ def build_stretch_lut(pixels: np.ndarray) -> np.ndarray:
     levels = np.arange(256, dtype=np.float32)
     if high - low < 1e-6:
         return np.zeros(256, dtype=np.uint8)
-    return np.clip((levels - low) * (255.0 / (high - low)) + 0.5, 0, 255).astype(np.uint8)
+    lut: np.ndarray = np.clip((levels - low) * (255.0 / (high - low)) + 0.5, 0, 255).astype(np.uint8)
+    return lut
 
 
-def build_match_lut(pixels: np.ndarray, reference_cdf: Sequence[float]) -> np.ndarray:
+def build_match_lut(pixels: np.ndarray, reference_cdf: Sequence[float] | np.ndarray) -> np.ndarray:
     """Histogram matching: each level's mid CDF rank mapped through the inverse of ``reference_cdf``."""
     counts = np.bincount(pixels.ravel(), minlength=256).astype(np.float64)
     midpoint = (np.cumsum(counts) - counts / 2.0) / max(pixels.size, 1)
     reference = np.asarray(reference_cdf, dtype=np.float64)
-    return np.clip(np.interp(midpoint, reference, np.arange(256.0)) + 0.5, 0, 255).astype(np.uint8)
+    lut: np.ndarray = np.clip(np.interp(midpoint, reference, np.arange(256.0)) + 0.5, 0, 255).astype(np.uint8)
+    return lut
 
 
 def harmonise(square: np.ndarray, method: str = DEFAULT_HARMONISATION,
-              reference_cdf: Sequence[float] | None = None) -> np.ndarray:
+              reference_cdf: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """uint8 image -> uint8 image with a canonical intensity distribution (see module docstring)."""
     if method == "equalize":
         lut = build_equalize_lut(square)
@@ -118,11 +120,12 @@ def harmonise(square: np.ndarray, method: str = DEFAULT_HARMONISATION,
         lut = build_match_lut(square, reference_cdf)
     else:
         raise ValueError(f"unknown harmonisation {method!r}; known: {HARMONISATIONS}")
-    return lut[square]
+    harmonised: np.ndarray = lut[square]
+    return harmonised
 
 
 def to_model_square(gray: np.ndarray, size: int = INPUT_SIZE, method: str = DEFAULT_HARMONISATION,
-                    reference_cdf: Sequence[float] | None = None) -> np.ndarray:
+                    reference_cdf: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """Greyscale image (H, W) in 0..255 -> harmonised uint8 (size, size)."""
     values = np.asarray(gray)
     if values.ndim != 2:
@@ -131,7 +134,7 @@ def to_model_square(gray: np.ndarray, size: int = INPUT_SIZE, method: str = DEFA
 
 
 def to_model_input(gray: np.ndarray, size: int = INPUT_SIZE, method: str = DEFAULT_HARMONISATION,
-                   reference_cdf: Sequence[float] | None = None) -> np.ndarray:
+                   reference_cdf: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """Greyscale image (H, W) in 0..255 -> float32 (size, size, 3) in [0, 255]."""
     square = to_model_square(gray, size, method, reference_cdf)
     return np.repeat(square[:, :, None].astype(np.float32), 3, axis=2)

@@ -59,7 +59,8 @@ def compute_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     ranks = _average_ranks(np.concatenate([positives, negatives]))
     rank_sum = float(np.sum(ranks[: positives.size]))
     u_statistic = rank_sum - positives.size * (positives.size + 1) / 2.0
-    return u_statistic / (positives.size * negatives.size)
+    auc: float = u_statistic / (positives.size * negatives.size)
+    return auc
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:

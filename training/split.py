@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,15 +23,15 @@ class GroupSplit:
     held_out: tuple[str, ...]
 
 
-def get_group_labels(groups: Sequence[str], labels: Sequence[int]) -> dict[str, int]:
+def get_group_labels(groups: Sequence[str], labels: Sequence[int] | np.ndarray) -> dict[str, int]:
     """Majority label of each group (ties go to the positive class)."""
     votes: dict[str, Counter[int]] = {}
-    for group, label in zip(groups, labels):
+    for group, label in zip(groups, labels, strict=True):
         votes.setdefault(group, Counter())[int(label)] += 1
     return {group: max(count, key=lambda label: (count[label], label)) for group, count in votes.items()}
 
 
-def split_groups(groups: Sequence[str], labels: Sequence[int], fraction: float, seed: int) -> GroupSplit:
+def split_groups(groups: Sequence[str], labels: Sequence[int] | np.ndarray, fraction: float, seed: int) -> GroupSplit:
     """Hold out about ``fraction`` of each class's images, whole groups at a time."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
@@ -70,7 +70,7 @@ def get_indices(groups: Sequence[str], chosen: Sequence[str]) -> np.ndarray:
     return np.array([index for index, group in enumerate(groups) if group in wanted], dtype=np.int64)
 
 
-def assign_folds(groups: Sequence[str], labels: Sequence[int], folds: int, seed: int) -> dict[str, int]:
+def assign_folds(groups: Sequence[str], labels: Sequence[int] | np.ndarray, folds: int, seed: int) -> dict[str, int]:
     """Fold number of every group: per class, shuffled groups go to the fold with fewest images so far."""
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")

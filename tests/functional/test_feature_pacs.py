@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +36,11 @@ from tests.support.api import (
     running_node,
     wait_until,
 )
-from tests.orthanc import ORTHANC_AE_TITLE, Orthanc, find_orthanc
+from tests.orthanc import ORTHANC_AE_TITLE, Orthanc
 
 API = "/api/v1"
 NODE_AE_TITLE = "LUNGLEDGER"
 PACS_TIMEOUT_S = 120.0
-
-
-@pytest.fixture
-def orthanc_factory(tmp_path: Path) -> Iterator[Any]:
-    find_orthanc()
-    started: list[Orthanc] = []
-
-    def make(dicom_port: int = 0) -> Orthanc:
-        pacs = Orthanc(tmp_path / "orthanc", dicom_port=dicom_port)
-        started.append(pacs)
-        return pacs
-
-    yield make
-    for pacs in started:
-        pacs.stop()
 
 
 def hospital_section(dicom_port: int, pacs_dicom_port: int, **overrides: Any) -> dict[str, Any]:

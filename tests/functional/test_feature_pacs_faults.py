@@ -50,7 +50,6 @@ from tests.functional.test_feature_pacs import (
     NODE_AE_TITLE,
     PACS_TIMEOUT_S,
     hospital_section,
-    orthanc_factory,  # noqa: F401  (fixture)
     recorded_series,
 )
 from tests.orthanc import Orthanc
@@ -68,7 +67,7 @@ async def post_studies(node: RunningNode, parts: list[bytes]) -> tuple[int, Any]
         return response.status, await response.json(content_type=None)
 
 
-async def test_pacs_down_then_up_loses_no_result(tmp_path: Path, orthanc_factory: Any) -> None:  # noqa: F811
+async def test_pacs_down_then_up_loses_no_result(tmp_path: Path, orthanc_factory: Any) -> None:
     require_models("ct")
     # The node must be configured with the PACS's address before the PACS exists, so this port is picked now
     # and bound when Orthanc starts, minutes later (the one pick-then-bind this scenario cannot avoid).
