@@ -4,7 +4,7 @@
     python run_node.py init --data-dir DIR --name "St. Mary's"
     python run_node.py genesis --member DIR [--member DIR ...] --out genesis.json
     python run_node.py node --data-dir DIR [--port P] [--peer HOST:PORT ...]
-    python run_node.py testnet --nodes N --base-port P --data-root DIR [--federated [--rounds R]]
+    python run_node.py testnet --nodes N --base-port P --data-root DIR [--federated [--rounds R]]   (P = 0: ports chosen by the kernel)
     python run_node.py backup --data-dir DIR --out BACKUP_DIR     (safe while the node runs)
     python run_node.py restore --backup BACKUP_DIR --data-dir NEW_DIR
     python run_node.py user add|disable|enable|list --data-dir DIR [NAME] [--admin] [--password-stdin]
@@ -12,7 +12,11 @@
 `testnet` creates N hospitals' keys and a shared genesis under DIR on the first
 run, starts N node processes on ports P..P+N-1 that connect to each other,
 prints each node's address and API token, and stops them all on Ctrl-C or
-SIGTERM. Run it again with the same DIR to continue the same chain.
+SIGTERM. Run it again with the same DIR to continue the same chain. With
+``--base-port 0`` every node binds port 0 and the testnet reads the port it got
+back from its data directory before starting the next node, which dials the
+previous one (the last one also dials the first): no port is picked and bound
+later, so nothing can take it in between.
 
 With `--federated` (docs/FEDERATED.md) hospital 1 trains on the NIH radiographs
 and hospital 2 on the JSRT radiographs of `../shared/data/xray` (split by
@@ -178,20 +182,20 @@ def format_auc(value: Any) -> str:
     return "n/a" if value is None else f"{float(value):.3f}"
 
 
-def run_federated_rounds(root: Path, base_port: int, rounds: int, stop_requested: list[int]) -> None:
+def run_federated_rounds(root: Path, ports: list[int], rounds: int, stop_requested: list[int]) -> None:
     """Hospital 1 proposes ``rounds`` rounds in turn; print each site's figures as the rounds are decided."""
     token = load_identity(root / "node0").api_token
     sites = range(min(len(FEDERATED_SITES), len(list(root.glob("node*")))))
     body = json.dumps({"participants": [load_identity(root / f"node{site}").member_id.hex() for site in sites],
                        "quorum": len(sites)}).encode()
     for number in range(1, rounds + 1):
-        proposed = request_own_node(f"https://127.0.0.1:{base_port}/api/v1/federated/rounds", token, body)
+        proposed = request_own_node(f"https://127.0.0.1:{ports[0]}/api/v1/federated/rounds", token, body)
         round_id = str(proposed["round_id"])
         deadline = time.monotonic() + FEDERATED_ROUND_S + 90
         states: dict[int, dict[str, Any]] = {}
         while time.monotonic() < deadline and not stop_requested and len(states) < len(sites):
             for site in sites:
-                status = request_own_node(f"https://127.0.0.1:{base_port + site}/api/v1/federated", token)
+                status = request_own_node(f"https://127.0.0.1:{ports[site]}/api/v1/federated", token)
                 found = [r for r in status["rounds"] if r["round_id"] == round_id]
                 if found and found[0]["adoption"] is not None:
                     states[site] = found[0]
@@ -206,16 +210,64 @@ def run_federated_rounds(root: Path, base_port: int, rounds: int, stop_requested
             print(f"round {number}: not decided on every site in time", flush=True)
 
 
-def testnet_command(root: Path, index: int, count: int, base_port: int, genesis: Path, diagnostics: bool,
-                    config: Path | None = None) -> list[str]:
-    neighbours = sorted({(index - 1) % count, (index + 1) % count} - {index})
+def testnet_command(root: Path, index: int, port: int, peer_ports: list[int], genesis: Path,
+                    diagnostics: bool, config: Path | None = None) -> list[str]:
     command = [sys.executable, str(Path(__file__).resolve()), "node", "--data-dir", str(root / f"node{index}"),
-               "--genesis", str(genesis), "--host", "127.0.0.1", "--port", str(base_port + index)]
-    for other in neighbours:
-        command += ["--peer", f"127.0.0.1:{base_port + other}"]
+               "--genesis", str(genesis), "--host", "127.0.0.1", "--port", str(port)]
+    for peer_port in peer_ports:
+        command += ["--peer", f"127.0.0.1:{peer_port}"]
     if config is not None:
         command += ["--config", str(config)]
     return command if diagnostics else [*command, "--no-diagnostics"]
+
+
+def fixed_port_peers(index: int, count: int, base_port: int) -> list[int]:
+    """Ring neighbours on ports base_port..base_port+count-1."""
+    return [base_port + other for other in sorted({(index - 1) % count, (index + 1) % count} - {index})]
+
+
+def bound_port_peers(index: int, count: int, ports: list[int]) -> list[int]:
+    """With port 0, a node can only dial nodes already bound: the previous one, and the first from the last."""
+    if index == 0:
+        return []
+    return sorted({ports[index - 1], ports[0]} if index == count - 1 else {ports[index - 1]})
+
+
+def wait_for_bound_port(data_dir: Path, process: subprocess.Popen[bytes], deadline: float) -> int | None:
+    """The port a node started with port 0 bound (node/launcher.py writes it into its data dir), or None."""
+    from node.launcher import read_port_file  # deferred, as in command_node: init/genesis need no aiohttp app
+
+    while time.monotonic() < deadline and process.poll() is None:
+        port = read_port_file(data_dir)
+        if port is not None:
+            return port
+        time.sleep(0.1)
+    return None
+
+
+def start_testnet_nodes(root: Path, count: int, base_port: int, genesis: Path, diagnostics: bool,
+                        processes: list[subprocess.Popen[bytes]], deadline: float,
+                        configs: list[Path | None]) -> list[int] | None:
+    """Start the nodes (appended to ``processes`` as they start); their ports, or None if one did not bind."""
+    from node.launcher import PORT_FILE
+    if base_port != 0:
+        for index in range(count):
+            command = testnet_command(root, index, base_port + index, fixed_port_peers(index, count, base_port),
+                                      genesis, diagnostics, configs[index])
+            processes.append(subprocess.Popen(command))
+        return [base_port + index for index in range(count)]
+    ports: list[int] = []
+    for index in range(count):
+        data_dir = root / f"node{index}"
+        (data_dir / PORT_FILE).unlink(missing_ok=True)  # a stale file from the last run names an old port
+        command = testnet_command(root, index, 0, bound_port_peers(index, count, ports), genesis, diagnostics,
+                                  configs[index])
+        processes.append(subprocess.Popen(command))
+        port = wait_for_bound_port(data_dir, processes[-1], deadline)
+        if port is None:
+            return None
+        ports.append(port)
+    return ports
 
 
 def make_own_node_context() -> ssl.SSLContext:
@@ -254,29 +306,29 @@ def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
 def command_testnet(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s testnet %(levelname)s %(message)s")
     root, count, base_port = Path(args.data_root).resolve(), args.nodes, args.base_port
-    if not 1 <= count <= 64 or not 1024 <= base_port <= 65535 - count:
-        raise ValueError("--nodes must be 1..64 and --base-port leave room for N ports below 65536")
+    if not 1 <= count <= 64 or not (base_port == 0 or 1024 <= base_port <= 65535 - count):
+        raise ValueError("--nodes must be 1..64 and --base-port 0 or leave room for N ports below 65536")
     genesis = prepare_testnet(root, count, args.difficulty)
     diagnostics = choose_plugin(args.no_diagnostics)
     stop_requested: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda number, frame: stop_requested.append(number))
     configs = [write_federated_config(root, i) if args.federated else None for i in range(count)]
-    processes = [subprocess.Popen(testnet_command(root, i, count, base_port, genesis, diagnostics, configs[i]))
-                 for i in range(count)]
+    processes: list[subprocess.Popen[bytes]] = []
     try:
         deadline = time.monotonic() + TESTNET_READY_TIMEOUT_S
-        if not all(wait_until_serving(base_port + i, p, deadline) for i, p in enumerate(processes)):
+        ports = start_testnet_nodes(root, count, base_port, genesis, diagnostics, processes, deadline, configs)
+        if ports is None or not all(wait_until_serving(ports[i], p, deadline) for i, p in enumerate(processes)):
             print("error: not every node started; see the log lines above", file=sys.stderr)
             return 1
         for index in range(count):
             identity = load_identity(root / f"node{index}")
             password = ensure_demo_admin(root / f"node{index}")
-            print(f"{identity.name}: https://127.0.0.1:{base_port + index}/  sign in as {DEMO_ADMIN} / {password}  "
+            print(f"{identity.name}: https://127.0.0.1:{ports[index]}/  sign in as {DEMO_ADMIN} / {password}  "
                   f"(api token for scripts: {identity.api_token})", flush=True)
         print(f"testnet of {count} nodes running (data in {root}); Ctrl-C stops it", flush=True)
         if args.federated:
-            run_federated_rounds(root, base_port, args.rounds, stop_requested)
+            run_federated_rounds(root, ports, args.rounds, stop_requested)
         while not stop_requested:
             if any(p.poll() is not None for p in processes):
                 print("error: a node process exited; stopping the testnet", file=sys.stderr)
@@ -367,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.set_defaults(handler=command_node)
     testnet = sub.add_parser("testnet", help="run N local nodes (keys and genesis created on first run)")
     testnet.add_argument("--nodes", type=int, default=3)
-    testnet.add_argument("--base-port", type=int, default=8601)
+    testnet.add_argument("--base-port", type=int, default=8601,
+                         help="first of N consecutive ports; 0: every node binds a port the kernel chooses")
     testnet.add_argument("--data-root", required=True)
     testnet.add_argument("--difficulty", type=int, default=DEFAULT_DIFFICULTY)
     testnet.add_argument("--no-diagnostics", action="store_true", help="relay-only nodes even if models are present")

@@ -21,12 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consensus.builders import compute_block_meta  # noqa: E402
-from consensus.crypto import BLOCK_DOMAIN, RECORD_DOMAIN, is_signature_valid  # noqa: E402
-from consensus.merkle import compute_merkle_root  # noqa: E402
-from consensus.types import Block  # noqa: E402
-from node.store import ChainStore  # noqa: E402
-from tests.support.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block  # noqa: E402
+from consensus.builders import compute_block_meta
+from consensus.crypto import BLOCK_DOMAIN, RECORD_DOMAIN, is_signature_valid
+from consensus.merkle import compute_merkle_root
+from consensus.types import Block
+from node.store import ChainStore
+from tests.support.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block
 
 RECORDS_PER_BLOCK = 4
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.p2p_cluster import Worker, start_worker, stop_workers  # noqa: E402
-from node.genesis import build_genesis, write_genesis  # noqa: E402
-from node.identity import init_identity  # noqa: E402
+from bench.p2p_cluster import Worker, start_worker, stop_workers
+from node.genesis import build_genesis, write_genesis
+from node.identity import init_identity
 
 BLOCK_TIMEOUT_S = 30.0
 

@@ -35,8 +35,7 @@ from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from diagnostics import load_plugin
 from node.hospital.instances import read_instance_info
@@ -44,6 +43,8 @@ from node.hospital.pipeline import diagnose_series
 from node.hospital.series import ReceivedInstance, SeriesAssembler
 from node.hospital.service import write_durably
 from tests.dicom_builders import build_series, real_dicom_files
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 LUNG_MIN_FRACTION = 0.03
 

@@ -28,13 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.p2p_cluster import start_worker, stop_workers  # noqa: E402
-from consensus.builders import compute_block_meta  # noqa: E402
-from consensus.types import Block  # noqa: E402
-from node.genesis import Genesis, build_genesis, write_genesis  # noqa: E402
-from node.identity import NodeIdentity, init_identity  # noqa: E402
-from node.store import ChainStore  # noqa: E402
-from tests.support.builders import MemberKeys, make_record, mine_block  # noqa: E402
+from bench.p2p_cluster import start_worker, stop_workers
+from consensus.builders import compute_block_meta
+from consensus.types import Block
+from node.genesis import Genesis, build_genesis, write_genesis
+from node.identity import NodeIdentity, init_identity
+from node.store import ChainStore
+from tests.support.builders import MemberKeys, make_record, mine_block
 
 RECORDS_PER_BLOCK = 4
 BATCH = 500

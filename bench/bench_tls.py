@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.network import (  # noqa: E402
+from tests.support.network import (
     TestNetwork, build_chain, disconnect_nodes, sync_blocks, wait_until,
 )
-from tests.functional.test_p2p_tls import RecordingProxy  # noqa: E402
+from tests.functional.test_p2p_tls import RecordingProxy
 
 
 async def measure_links(tls: bool, links: int) -> list[float]:

@@ -25,14 +25,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiohttp import web  # noqa: E402
+from aiohttp import web
 
-from node.app import CHAIN, IDENTITY, MINER  # noqa: E402
-from node.config import NodeConfig  # noqa: E402
-from node.keys import NETWORK  # noqa: E402
-from node.launcher import launch_node  # noqa: E402
-from node.results import AddResult  # noqa: E402
-from tests.support.builders import MemberKeys, make_record  # noqa: E402
+from node.app import CHAIN, IDENTITY, MINER
+from node.config import NodeConfig
+from node.keys import NETWORK
+from node.launcher import launch_node
+from node.results import AddResult
+from tests.support.builders import MemberKeys, make_record
 
 
 def emit(line: str) -> None:

@@ -1,8 +1,9 @@
 """Frozen containers of the chain: members, genesis parameters, records, headers, blocks.
 
-Every container has ``to_fields()`` (the msgpack array in canonical field
-order) and a ``from_fields()`` that checks the schema and raises
-ValidationError('bad-encoding') on anything unexpected.
+Every container declares its wire fields once, in a ``FIELDS`` table (see
+consensus/encoding.py); ``to_fields()`` (the msgpack array in canonical field
+order) and ``from_fields()`` (which checks the schema and raises
+ValidationError('bad-encoding') on anything unexpected) come from that table.
 """
 
 from __future__ import annotations
@@ -10,18 +11,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from consensus.crypto import MEMBER_ID_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, compute_member_id
-from consensus.encoding import (
-    expect_array,
-    expect_bytes,
-    expect_int,
-    expect_list,
-    expect_str,
-    pack,
-    unpack,
-)
+from consensus.encoding import Bin, Canonical, Field, Int, ListOf, Nested, Str, encode_fields, pack, unpack
 from consensus.errors import ValidationError
 
 HASH_BYTES = 32
@@ -40,9 +33,14 @@ ZERO_HASH = bytes(HASH_BYTES)
 
 
 @dataclass(frozen=True)
-class Member:
+class Member(Canonical):
     """A consortium member (hospital): id = fingerprint of its Ed25519 key."""
 
+    WIRE_NAME: ClassVar[str] = "member"
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("public_key", Bin(PUBLIC_KEY_BYTES)),
+        Field("name", Str(128)),
+    )
     public_key: bytes
     name: str
 
@@ -50,43 +48,33 @@ class Member:
     def member_id(self) -> bytes:
         return compute_member_id(self.public_key)
 
-    def to_fields(self) -> list[Any]:
-        return [self.public_key, self.name]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Member:
-        public_key, name = expect_list(value, 2, "member")
-        return cls(expect_bytes(public_key, "member.public_key", PUBLIC_KEY_BYTES), expect_str(name, "member.name", 128))
 
 
 @dataclass(frozen=True)
-class ChainParams:
+class ChainParams(Canonical):
     """What the genesis block fixes: members, difficulty, deep-fork depth."""
 
+    WIRE_NAME: ClassVar[str] = "params"
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("name", Str(128)),
+        Field("timestamp_ms", Int()),
+        Field("difficulty", Int(0, 16)),
+        Field("max_reorg_depth", Int(1, 1_000_000)),
+        Field("members", ListOf(Nested(Member), MAX_MEMBERS)),
+    )
     name: str
     timestamp_ms: int
     difficulty: int
     max_reorg_depth: int
     members: tuple[Member, ...]
 
-    def to_fields(self) -> list[Any]:
-        return [self.name, self.timestamp_ms, self.difficulty, self.max_reorg_depth, [m.to_fields() for m in self.members]]
-
     @classmethod
-    def from_fields(cls, value: Any) -> ChainParams:
-        name, timestamp_ms, difficulty, depth, members = expect_list(value, 5, "params")
-        parsed = tuple(Member.from_fields(m) for m in expect_array(members, "params.members", MAX_MEMBERS))
-        if not parsed:
+    def check_fields(cls, values: dict[str, Any]) -> None:
+        members: tuple[Member, ...] = values["members"]
+        if not members:
             raise ValidationError("bad-genesis", "the genesis lists no members")
-        if len({m.member_id for m in parsed}) != len(parsed):
+        if len({m.member_id for m in members}) != len(members):
             raise ValidationError("bad-genesis", "a member is listed twice")
-        return cls(
-            expect_str(name, "params.name", 128),
-            expect_int(timestamp_ms, "params.timestamp_ms"),
-            expect_int(difficulty, "params.difficulty", 0, 16),
-            expect_int(depth, "params.max_reorg_depth", 1, 1_000_000),
-            parsed,
-        )
 
     @cached_property
     def members_by_id(self) -> dict[bytes, Member]:
@@ -98,13 +86,31 @@ class ChainParams:
 
 
 @dataclass(frozen=True)
-class DiagnosisRecord:
+class DiagnosisRecord(Canonical):
     """What goes on chain for one diagnosis: digests and scores, never a patient identifier.
 
     Probabilities are integers in parts per million so the encoding has no floats.
     ``modalities``, ``image_digests``, ``model_ids`` and ``probabilities_ppm`` are
-    parallel tuples, modalities sorted.
+    parallel tuples, modalities sorted. The signature is the last field and
+    covers the encoding of all the others.
     """
+
+    WIRE_NAME: ClassVar[str] = "record"
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("record_id", Bin(RECORD_ID_BYTES)),
+        Field("member_id", Bin(MEMBER_ID_BYTES)),
+        Field("created_ms", Int()),
+        Field("modalities", ListOf(Str(8, MODALITIES), 2)),
+        Field("image_digests", ListOf(Bin(HASH_BYTES), 2)),
+        Field("model_ids", ListOf(Bin(HASH_BYTES), 2)),
+        Field("probabilities_ppm", ListOf(Int(0, PPM), 2)),
+        Field("fused_ppm", Int(0, PPM)),
+        Field("label", Str(16, LABELS)),
+        Field("risk_level", Str(16, RISK_LEVELS)),
+        Field("details_digest", Bin(HASH_BYTES)),
+        Field("signature", Bin(SIGNATURE_BYTES)),
+    )
+    PARALLEL: ClassVar[tuple[str, ...]] = ("image_digests", "model_ids", "probabilities_ppm")
 
     record_id: bytes
     member_id: bytes
@@ -120,22 +126,7 @@ class DiagnosisRecord:
     signature: bytes = b""
 
     def unsigned_fields(self) -> list[Any]:
-        return [
-            self.record_id,
-            self.member_id,
-            self.created_ms,
-            list(self.modalities),
-            list(self.image_digests),
-            list(self.model_ids),
-            list(self.probabilities_ppm),
-            self.fused_ppm,
-            self.label,
-            self.risk_level,
-            self.details_digest,
-        ]
-
-    def to_fields(self) -> list[Any]:
-        return [*self.unsigned_fields(), self.signature]
+        return encode_fields(self, self.FIELDS[:-1])
 
     @cached_property
     def signing_bytes(self) -> bytes:
@@ -150,41 +141,35 @@ class DiagnosisRecord:
         return hashlib.sha256(self.encoded).digest()
 
     @classmethod
-    def from_fields(cls, value: Any) -> DiagnosisRecord:
-        fields = expect_list(value, 12, "record")
-        modalities = tuple(expect_str(m, "record.modality", 8, MODALITIES) for m in expect_array(fields[3], "record.modalities", 2))
+    def check_fields(cls, values: dict[str, Any]) -> None:
+        modalities: tuple[str, ...] = values["modalities"]
         count = len(modalities)
         if count == 0 or list(modalities) != sorted(set(modalities)):
             raise ValidationError("bad-encoding", "record.modalities: one or two distinct modalities, sorted")
-        digests = _parallel(fields[4], count, "record.image_digests", lambda v: expect_bytes(v, "image digest", HASH_BYTES))
-        model_ids = _parallel(fields[5], count, "record.model_ids", lambda v: expect_bytes(v, "model id", HASH_BYTES))
-        probabilities = _parallel(fields[6], count, "record.probabilities_ppm", lambda v: expect_int(v, "probability", 0, PPM))
-        return cls(
-            record_id=expect_bytes(fields[0], "record.record_id", RECORD_ID_BYTES),
-            member_id=expect_bytes(fields[1], "record.member_id", MEMBER_ID_BYTES),
-            created_ms=expect_int(fields[2], "record.created_ms"),
-            modalities=modalities,
-            image_digests=digests,
-            model_ids=model_ids,
-            probabilities_ppm=probabilities,
-            fused_ppm=expect_int(fields[7], "record.fused_ppm", 0, PPM),
-            label=expect_str(fields[8], "record.label", 16, LABELS),
-            risk_level=expect_str(fields[9], "record.risk_level", 16, RISK_LEVELS),
-            details_digest=expect_bytes(fields[10], "record.details_digest", HASH_BYTES),
-            signature=expect_bytes(fields[11], "record.signature", SIGNATURE_BYTES),
-        )
-
-
-def _parallel(value: Any, count: int, what: str, parse: Any) -> tuple[Any, ...]:
-    items = expect_array(value, what, 2)
-    if len(items) != count:
-        raise ValidationError("bad-encoding", f"{what}: expected {count} items, one per modality")
-    return tuple(parse(item) for item in items)
+        for name in cls.PARALLEL:
+            if len(values[name]) != count:
+                raise ValidationError("bad-encoding", f"record.{name}: expected {count} items, one per modality")
 
 
 @dataclass(frozen=True)
-class BlockHeader:
-    """The header: what the proof-of-work and the block hash cover."""
+class BlockHeader(Canonical):
+    """The header: what the proof-of-work and the block hash cover.
+
+    The nonce is the last field on the wire (the miner hashes the prefix once);
+    ``version`` is the first on the wire but last here, for its default.
+    """
+
+    WIRE_NAME: ClassVar[str] = "header"
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("version", Int(BLOCK_VERSION, BLOCK_VERSION)),
+        Field("height", Int()),
+        Field("prev_hash", Bin(HASH_BYTES)),
+        Field("merkle_root", Bin(HASH_BYTES)),
+        Field("timestamp_ms", Int()),
+        Field("difficulty", Int(0, 64)),
+        Field("miner_id", Bin(MEMBER_ID_BYTES)),
+        Field("nonce", Int(0, MAX_NONCE)),
+    )
 
     height: int
     prev_hash: bytes
@@ -195,17 +180,6 @@ class BlockHeader:
     nonce: int
     version: int = BLOCK_VERSION
 
-    def to_fields(self) -> list[Any]:
-        return [
-            self.version,
-            self.height,
-            self.prev_hash,
-            self.merkle_root,
-            self.timestamp_ms,
-            self.difficulty,
-            self.miner_id,
-            self.nonce,
-        ]
 
     @cached_property
     def encoded(self) -> bytes:
@@ -220,30 +194,20 @@ class BlockHeader:
         return int(16**self.difficulty)
 
     @classmethod
-    def from_fields(cls, value: Any) -> BlockHeader:
-        fields = expect_list(value, 8, "header")
-        version = expect_int(fields[0], "header.version")
-        if version != BLOCK_VERSION:
-            raise ValidationError("bad-encoding", f"header.version {version} is not supported")
-        return cls(
-            version=version,
-            height=expect_int(fields[1], "header.height"),
-            prev_hash=expect_bytes(fields[2], "header.prev_hash", HASH_BYTES),
-            merkle_root=expect_bytes(fields[3], "header.merkle_root", HASH_BYTES),
-            timestamp_ms=expect_int(fields[4], "header.timestamp_ms"),
-            difficulty=expect_int(fields[5], "header.difficulty", 0, 64),
-            miner_id=expect_bytes(fields[6], "header.miner_id", MEMBER_ID_BYTES),
-            nonce=expect_int(fields[7], "header.nonce", 0, MAX_NONCE),
-        )
-
-    @classmethod
     def decode(cls, data: bytes) -> BlockHeader:
         return cls.from_fields(unpack(data, 256))
 
 
 @dataclass(frozen=True)
-class Block:
+class Block(Canonical):
     """A header, the miner's signature over the block hash, and the records."""
+
+    WIRE_NAME: ClassVar[str] = "block"
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("header", Nested(BlockHeader)),
+        Field("signature", Bin(max_length=SIGNATURE_BYTES)),
+        Field("records", ListOf(Nested(DiagnosisRecord), MAX_BLOCK_RECORDS)),
+    )
 
     header: BlockHeader
     signature: bytes
@@ -257,22 +221,13 @@ class Block:
     def height(self) -> int:
         return self.header.height
 
-    def to_fields(self) -> list[Any]:
-        return [self.header.to_fields(), self.signature, [r.to_fields() for r in self.records]]
-
     @cached_property
     def encoded(self) -> bytes:
         return pack(self.to_fields())
 
     @classmethod
     def decode(cls, data: bytes) -> Block:
-        header, signature, records = expect_list(unpack(data, MAX_BLOCK_BYTES), 3, "block")
-        parsed = tuple(DiagnosisRecord.from_fields(r) for r in expect_array(records, "block.records", MAX_BLOCK_RECORDS))
-        block = cls(
-            header=BlockHeader.from_fields(header),
-            signature=expect_bytes(signature, "block.signature", max_length=SIGNATURE_BYTES),
-            records=parsed,
-        )
+        block = cls.from_fields(unpack(data, MAX_BLOCK_BYTES))
         # The decoded bytes are canonical, so keep them instead of re-encoding.
         object.__setattr__(block, "encoded", bytes(data))
         return block

@@ -28,6 +28,7 @@ class MicroBatcher:
         self._max_batch = max(1, max_batch)
         self._pending: list[tuple[np.ndarray, asyncio.Future[tuple[float, np.ndarray]]]] = []
         self._running = False
+        self._drain_task: asyncio.Task[None] | None = None  # held so the running drain is not garbage-collected
         self.batch_sizes: list[int] = []  # observed batch sizes, for tests and benchmarks
 
     async def submit(self, tensor: np.ndarray) -> tuple[float, np.ndarray]:
@@ -37,7 +38,7 @@ class MicroBatcher:
         self._pending.append((tensor, future))
         if not self._running:
             self._running = True
-            loop.create_task(self._drain())
+            self._drain_task = loop.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
@@ -53,7 +54,7 @@ class MicroBatcher:
                 stacked = np.stack([tensor for tensor, _ in batch])
                 try:
                     probabilities, features = await loop.run_in_executor(self._executor, self._predict, stacked)
-                except Exception as error:  # noqa: BLE001 - handed to every waiting request, not swallowed
+                except Exception as error:  # handed to every waiting request, not swallowed
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(error)

@@ -270,7 +270,7 @@ def read_int(dataset: Any, keyword: str, default: int | None) -> int | None:
         return default
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         raise bad_header(f"{keyword} must have one value, not {len(value)}")
-    if isinstance(value, bytes) or isinstance(value, float) and not value.is_integer():
+    if isinstance(value, bytes) or (isinstance(value, float) and not value.is_integer()):
         raise bad_header(f"{keyword} must be a whole number, got {value!r}")
     try:
         return int(str(value).strip()) if isinstance(value, str) else int(value)
@@ -376,7 +376,7 @@ def apply_window(values: np.ndarray, level: float, width: float, in_place: bool 
 
 def window_xray(dataset: Any, stored: np.ndarray) -> np.ndarray:
     """Apply the file's modality and VOI LUT or window, honour MONOCHROME1, map to 0..255."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut  # type: ignore[attr-defined]
+    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
     values = apply_voi_lut(apply_modality_lut(stored, dataset), dataset).astype(np.float32)
     scaled = stretch(values)

@@ -112,10 +112,7 @@ def compute_fusion(evidence: Sequence[ModelEvidence]) -> Fusion:
 
 def compute_confidence(probability: float, threshold: float) -> float:
     """0..100: 50 at the threshold, 100 at probability 0 or 1 (on the side of the label)."""
-    if probability >= threshold:
-        margin = (probability - threshold) / (1.0 - threshold)
-    else:
-        margin = (threshold - probability) / threshold
+    margin = (probability - threshold) / (1.0 - threshold) if probability >= threshold else (threshold - probability) / threshold
     return 50.0 + 50.0 * min(max(margin, 0.0), 1.0)
 
 

@@ -68,8 +68,8 @@ class GaussianDistance:
         projected = centred @ self.basis
         inside = np.sum(projected ** 2 / self.variances, axis=1)
         residual = np.maximum(np.sum(centred ** 2, axis=1) - np.sum(projected ** 2, axis=1), 0.0)
-        distances: np.ndarray = np.sqrt(inside + residual / float(self.variances[-1]))
-        return distances
+        distance: np.ndarray = np.sqrt(inside + residual / float(self.variances[-1]))
+        return distance
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class InputGate:
         """Raise ``not-a-chest-image`` / ``wrong-modality``, or return the decision for an accepted image."""
         probabilities = self.classify(pooled)[0]
         distance = float(self.distance(pooled)[0])
-        named = {name: float(value) for name, value in zip(GATE_CLASSES, probabilities)}
+        named = {name: float(value) for name, value in zip(GATE_CLASSES, probabilities, strict=True)}
         predicted = GATE_CLASSES[int(np.argmax(probabilities))]
         if predicted == "other" or distance > self.refuse_distance:
             raise ImageError("not-a-chest-image",

@@ -80,10 +80,7 @@ def compute_heat(cam: np.ndarray) -> tuple[np.ndarray, float]:
     """(relative heat 0..1 per location, strength = sigmoid of the strongest location's logit)."""
     values = cam.astype(np.float32)
     low, high = float(values.min()), float(values.max())
-    if high - low < 1e-6:
-        heat = np.full_like(values, 0.5)
-    else:
-        heat = (values - low) / (high - low)
+    heat = np.full_like(values, 0.5) if high - low < 1e-6 else (values - low) / (high - low)
     strength = 1.0 / (1.0 + float(np.exp(-np.clip(high, -30.0, 30.0))))
     return heat.astype(np.float32), strength
 

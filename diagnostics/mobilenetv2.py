@@ -97,7 +97,7 @@ class MobileNetV2Plugin:
         outputs = await asyncio.gather(*(batchers[item.modality].submit(item.tensor) for item in prepared))
         results = await asyncio.gather(*(loop.run_in_executor(self._executor, self.finish, item, probability,
                                                               features)
-                                         for item, (probability, features) in zip(prepared, outputs)))
+                                         for item, (probability, features) in zip(prepared, outputs, strict=True)))
         return self._build_result(results, risk)
 
     def close(self) -> None:

@@ -98,7 +98,7 @@ def build_stretch_lut(pixels: np.ndarray) -> np.ndarray:
     return lut
 
 
-def build_match_lut(pixels: np.ndarray, reference_cdf: Sequence[float]) -> np.ndarray:
+def build_match_lut(pixels: np.ndarray, reference_cdf: Sequence[float] | np.ndarray) -> np.ndarray:
     """Histogram matching: each level's mid CDF rank mapped through the inverse of ``reference_cdf``."""
     counts = np.bincount(pixels.ravel(), minlength=256).astype(np.float64)
     midpoint = (np.cumsum(counts) - counts / 2.0) / max(pixels.size, 1)
@@ -108,7 +108,7 @@ def build_match_lut(pixels: np.ndarray, reference_cdf: Sequence[float]) -> np.nd
 
 
 def harmonise(square: np.ndarray, method: str = DEFAULT_HARMONISATION,
-              reference_cdf: Sequence[float] | None = None) -> np.ndarray:
+              reference_cdf: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """uint8 image -> uint8 image with a canonical intensity distribution (see module docstring)."""
     if method == "equalize":
         lut = build_equalize_lut(square)
@@ -125,7 +125,7 @@ def harmonise(square: np.ndarray, method: str = DEFAULT_HARMONISATION,
 
 
 def to_model_square(gray: np.ndarray, size: int = INPUT_SIZE, method: str = DEFAULT_HARMONISATION,
-                    reference_cdf: Sequence[float] | None = None) -> np.ndarray:
+                    reference_cdf: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """Greyscale image (H, W) in 0..255 -> harmonised uint8 (size, size)."""
     values = np.asarray(gray)
     if values.ndim != 2:
@@ -134,7 +134,7 @@ def to_model_square(gray: np.ndarray, size: int = INPUT_SIZE, method: str = DEFA
 
 
 def to_model_input(gray: np.ndarray, size: int = INPUT_SIZE, method: str = DEFAULT_HARMONISATION,
-                   reference_cdf: Sequence[float] | None = None) -> np.ndarray:
+                   reference_cdf: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """Greyscale image (H, W) in 0..255 -> float32 (size, size, 3) in [0, 255]."""
     square = to_model_square(gray, size, method, reference_cdf)
     return np.repeat(square[:, :, None].astype(np.float32), 3, axis=2)

@@ -1,4 +1,4 @@
-"""Helpers every harness and functional test shares: free ports, waiting on conditions.
+"""Helpers every harness and functional test shares: waiting on conditions, reading a node's port back.
 
 Tests never sleep for a fixed time to let something happen: they poll a
 condition until it holds or a deadline passes (Bitcoin Core's ``wait_until``).
@@ -23,7 +23,9 @@ DEFAULT_TIMEOUT_S = 30.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host``."""
+    """A TCP port that was free a moment ago on ``host``: only for external programs that cannot bind port 0
+    and report the port (Orthanc, see tests/orthanc.py, which picks again when it loses the race). Nodes never
+    use it: they bind port 0 through node/launcher.py and report the port back."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

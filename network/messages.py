@@ -1,8 +1,10 @@
 """Peer messages: frozen containers with a strict wire schema.
 
 A frame is the canonical msgpack encoding of ``[type, [field, ...]]`` (see
-docs/PROTOCOL.md). Blocks and headers travel as their own canonical bytes and
-are decoded by consensus/, never here.
+docs/PROTOCOL.md). Each message declares its fields once, in a ``FIELDS``
+table (consensus/encoding.py), from which ``to_fields()`` and the strict
+``from_fields()`` come. Blocks and headers travel as their own canonical
+bytes and are decoded by consensus/, never here.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from consensus.crypto import MEMBER_ID_BYTES, SIGNATURE_BYTES
-from consensus.encoding import expect_array, expect_bytes, expect_int, expect_list, expect_str
+from consensus.encoding import Bin, Canonical, Field, Int, ListOf, Nested, Str
 from consensus.types import HASH_BYTES, MAX_BLOCK_BYTES
 from network.constants import (
     MAX_BLOCKS_PER_REQUEST,
@@ -26,15 +28,22 @@ from network.constants import (
 from network.model_messages import ModelMetrics, ModelRound, ModelUpdate
 
 MAX_U64 = 2**64 - 1
-
-
-def _hashes(value: Any, what: str, max_items: int) -> tuple[bytes, ...]:
-    return tuple(expect_bytes(h, what, HASH_BYTES) for h in expect_array(value, what, max_items))
+HASH = Bin(HASH_BYTES)
 
 
 @dataclass(frozen=True)
-class Hello:
+class Hello(Canonical):
     TYPE: ClassVar[str] = "hello"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("version", Int(0, 2**32 - 1)),
+        Field("chain_id", HASH),
+        Field("member_id", Bin(MEMBER_ID_BYTES)),
+        Field("nonce", Bin(NONCE_BYTES)),
+        Field("listen_port", Int(0, 65535)),
+        Field("best_height", Int()),
+        Field("user_agent", Str(MAX_USER_AGENT_CHARS)),
+    )
     version: int
     chain_id: bytes
     member_id: bytes
@@ -43,196 +52,110 @@ class Hello:
     best_height: int
     user_agent: str
 
-    def to_fields(self) -> list[Any]:
-        return [self.version, self.chain_id, self.member_id, self.nonce, self.listen_port, self.best_height, self.user_agent]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Hello:
-        f = expect_list(value, 7, "hello")
-        return cls(
-            expect_int(f[0], "hello.version", 0, 2**32 - 1),
-            expect_bytes(f[1], "hello.chain_id", HASH_BYTES),
-            expect_bytes(f[2], "hello.member_id", MEMBER_ID_BYTES),
-            expect_bytes(f[3], "hello.nonce", NONCE_BYTES),
-            expect_int(f[4], "hello.listen_port", 0, 65535),
-            expect_int(f[5], "hello.best_height"),
-            expect_str(f[6], "hello.user_agent", MAX_USER_AGENT_CHARS),
-        )
-
 
 @dataclass(frozen=True)
-class Auth:
+class Auth(Canonical):
     TYPE: ClassVar[str] = "auth"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field("signature", Bin(SIGNATURE_BYTES)),)
     signature: bytes
 
-    def to_fields(self) -> list[Any]:
-        return [self.signature]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Auth:
-        (signature,) = expect_list(value, 1, "auth")
-        return cls(expect_bytes(signature, "auth.signature", SIGNATURE_BYTES))
-
 
 @dataclass(frozen=True)
-class Announce:
+class Announce(Canonical):
     TYPE: ClassVar[str] = "announce"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field("block_hash", HASH), Field("height", Int(1)))
     block_hash: bytes
     height: int
 
-    def to_fields(self) -> list[Any]:
-        return [self.block_hash, self.height]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Announce:
-        block_hash, height = expect_list(value, 2, "announce")
-        return cls(expect_bytes(block_hash, "announce.block_hash", HASH_BYTES), expect_int(height, "announce.height", 1))
-
 
 @dataclass(frozen=True)
-class GetHeaders:
+class GetHeaders(Canonical):
     TYPE: ClassVar[str] = "get_headers"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field("locator", ListOf(HASH, MAX_LOCATOR_HASHES)),)
     locator: tuple[bytes, ...]
 
-    def to_fields(self) -> list[Any]:
-        return [list(self.locator)]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> GetHeaders:
-        (locator,) = expect_list(value, 1, "get_headers")
-        return cls(_hashes(locator, "get_headers.locator", MAX_LOCATOR_HASHES))
-
 
 @dataclass(frozen=True)
-class Headers:
+class Headers(Canonical):
     TYPE: ClassVar[str] = "headers"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("headers", ListOf(Bin(max_length=MAX_HEADER_BYTES), MAX_HEADERS_PER_MESSAGE)),
+    )
     headers: tuple[bytes, ...]
 
-    def to_fields(self) -> list[Any]:
-        return [list(self.headers)]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Headers:
-        (headers,) = expect_list(value, 1, "headers")
-        items = expect_array(headers, "headers.headers", MAX_HEADERS_PER_MESSAGE)
-        return cls(tuple(expect_bytes(h, "header", max_length=MAX_HEADER_BYTES) for h in items))
-
 
 @dataclass(frozen=True)
-class GetBlocks:
+class GetBlocks(Canonical):
     TYPE: ClassVar[str] = "get_blocks"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field("hashes", ListOf(HASH, MAX_BLOCKS_PER_REQUEST)),)
     hashes: tuple[bytes, ...]
 
-    def to_fields(self) -> list[Any]:
-        return [list(self.hashes)]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> GetBlocks:
-        (hashes,) = expect_list(value, 1, "get_blocks")
-        return cls(_hashes(hashes, "get_blocks.hashes", MAX_BLOCKS_PER_REQUEST))
-
 
 @dataclass(frozen=True)
-class Blocks:
+class Blocks(Canonical):
     TYPE: ClassVar[str] = "blocks"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("blocks", ListOf(Bin(max_length=MAX_BLOCK_BYTES), MAX_BLOCKS_PER_REQUEST)),
+    )
     blocks: tuple[bytes, ...]
 
-    def to_fields(self) -> list[Any]:
-        return [list(self.blocks)]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Blocks:
-        (blocks,) = expect_list(value, 1, "blocks")
-        items = expect_array(blocks, "blocks.blocks", MAX_BLOCKS_PER_REQUEST)
-        return cls(tuple(expect_bytes(b, "block", max_length=MAX_BLOCK_BYTES) for b in items))
-
 
 @dataclass(frozen=True)
-class NotFound:
+class NotFound(Canonical):
     TYPE: ClassVar[str] = "not_found"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field("hashes", ListOf(HASH, MAX_BLOCKS_PER_REQUEST)),)
     hashes: tuple[bytes, ...]
 
-    def to_fields(self) -> list[Any]:
-        return [list(self.hashes)]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> NotFound:
-        (hashes,) = expect_list(value, 1, "not_found")
-        return cls(_hashes(hashes, "not_found.hashes", MAX_BLOCKS_PER_REQUEST))
-
 
 @dataclass(frozen=True)
-class GetPeers:
+class GetPeers(Canonical):
     TYPE: ClassVar[str] = "get_peers"
-
-    def to_fields(self) -> list[Any]:
-        return []
-
-    @classmethod
-    def from_fields(cls, value: Any) -> GetPeers:
-        expect_list(value, 0, "get_peers")
-        return cls()
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = ()
 
 
 @dataclass(frozen=True)
-class PeerAddress:
+class PeerAddress(Canonical):
+    WIRE_NAME: ClassVar[str] = "peer"
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("host", Str(MAX_HOST_CHARS)),
+        Field("port", Int(1, 65535)),
+        Field("member_id", Bin(MEMBER_ID_BYTES)),
+    )
     host: str
     port: int
     member_id: bytes
 
-    def to_fields(self) -> list[Any]:
-        return [self.host, self.port, self.member_id]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> PeerAddress:
-        host, port, member_id = expect_list(value, 3, "peer address")
-        return cls(
-            expect_str(host, "peer.host", MAX_HOST_CHARS),
-            expect_int(port, "peer.port", 1, 65535),
-            expect_bytes(member_id, "peer.member_id", MEMBER_ID_BYTES),
-        )
-
 
 @dataclass(frozen=True)
-class Peers:
+class Peers(Canonical):
     TYPE: ClassVar[str] = "peers"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field("peers", ListOf(Nested(PeerAddress), MAX_PEERS_PER_MESSAGE)),)
     peers: tuple[PeerAddress, ...]
 
-    def to_fields(self) -> list[Any]:
-        return [[p.to_fields() for p in self.peers]]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Peers:
-        (peers,) = expect_list(value, 1, "peers")
-        return cls(tuple(PeerAddress.from_fields(p) for p in expect_array(peers, "peers.peers", MAX_PEERS_PER_MESSAGE)))
-
 
 @dataclass(frozen=True)
-class Ping:
+class Ping(Canonical):
     TYPE: ClassVar[str] = "ping"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field("nonce", Int(0, MAX_U64)),)
     nonce: int
-
-    def to_fields(self) -> list[Any]:
-        return [self.nonce]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Ping:
-        (nonce,) = expect_list(value, 1, "ping")
-        return cls(expect_int(nonce, "ping.nonce", 0, MAX_U64))
 
 
 @dataclass(frozen=True)
-class Pong:
+class Pong(Canonical):
     TYPE: ClassVar[str] = "pong"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field("nonce", Int(0, MAX_U64)),)
     nonce: int
-
-    def to_fields(self) -> list[Any]:
-        return [self.nonce]
-
-    @classmethod
-    def from_fields(cls, value: Any) -> Pong:
-        (nonce,) = expect_list(value, 1, "pong")
-        return cls(expect_int(nonce, "pong.nonce", 0, MAX_U64))
 
 
 Message = (Hello | Auth | Announce | GetHeaders | Headers | GetBlocks | Blocks | NotFound | GetPeers | Peers | Ping | Pong

@@ -20,6 +20,6 @@ if [ -n "$packages" ]; then
     DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq $packages >/dev/null
 fi
 # Static gate first (versions pinned in pyproject.toml; paths and strictness there too).
-.venv/bin/ruff check consensus network node harness run_node.py
+.venv/bin/ruff check .  # every package, the tests and the benchmarks
 .venv/bin/mypy
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@" tests

@@ -3,6 +3,13 @@
 Each instance has its own configuration file, storage and index folders, no
 plug-ins, no authentication and remote access off. Tests that need it skip
 with a clear reason only when the binary is absent (``apt-get install orthanc``).
+
+Orthanc cannot be told to bind port 0 and report the port it got, so its ports
+are the one pick-then-bind left in the tests: picked by ``free_port`` just
+before Orthanc starts, and picked again (up to ``START_ATTEMPTS`` times) if
+Orthanc exits because another process took one in between. A node's DICOM
+port is registered over Orthanc's REST API once the node has bound it
+(``add_modality``), so nodes themselves always bind port 0.
 """
 
 from __future__ import annotations
@@ -18,12 +25,15 @@ from typing import Any
 
 import pytest
 
-from harness.util import wait_until
-
-from harness.util import free_port
+from harness.util import free_port, wait_until
 
 ORTHANC_AE_TITLE = "ORTHANC"
 START_TIMEOUT_S = 60.0
+START_ATTEMPTS = 3
+
+
+class OrthancExited(RuntimeError):
+    """Orthanc stopped before answering (a port taken since it was picked, or a bad configuration)."""
 
 
 def find_orthanc() -> str:
@@ -36,9 +46,9 @@ def find_orthanc() -> str:
 @dataclass
 class Orthanc:
     root: Path
-    modalities: dict[str, list[Any]]
-    http_port: int = field(default_factory=free_port)
-    dicom_port: int = field(default_factory=free_port)
+    modalities: dict[str, list[Any]] = field(default_factory=dict)
+    http_port: int = 0  # 0: picked at each start (and picked again if lost)
+    dicom_port: int = 0  # the same; set it when a node must be told the PACS's address before the PACS starts
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,17 +70,35 @@ class Orthanc:
         return path
 
     def start(self) -> None:
-        config = self.write_config()
-        with open(self.root / "orthanc.log", "ab") as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen([find_orthanc(), str(config)], stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=self.root)
-        wait_until(self._answers, START_TIMEOUT_S, "Orthanc to answer", interval=0.1)
+        pick_http, pick_dicom = self.http_port == 0, self.dicom_port == 0
+        for attempt in range(1, START_ATTEMPTS + 1):
+            if pick_http:
+                self.http_port = free_port()
+            if pick_dicom:
+                self.dicom_port = free_port()
+            config = self.write_config()
+            with open(self.root / "orthanc.log", "ab") as log:  # the child keeps its own copy of the descriptor
+                self.process = subprocess.Popen([find_orthanc(), str(config)], stdout=log, stderr=subprocess.STDOUT,
+                                                cwd=self.root)
+            try:
+                wait_until(self._answers, START_TIMEOUT_S, "Orthanc to answer", interval=0.1)
+                return
+            except OrthancExited:
+                if attempt == START_ATTEMPTS or not (pick_http or pick_dicom):
+                    raise
+                self.process = None
+
+    def add_modality(self, name: str, ae_title: str, host: str, port: int) -> None:
+        """Tell the running Orthanc where a DICOM peer (a node's listener, bound on port 0) is."""
+        body = json.dumps({"AET": ae_title, "Host": host, "Port": port}).encode()
+        self.request("PUT", f"/modalities/{name}", body)
+        self.modalities[name] = [ae_title, host, port]  # kept if Orthanc is restarted from its config file
 
     def _answers(self) -> bool:
         """True once Orthanc answers /system; fails at once if its process has exited."""
         assert self.process is not None
         if self.process.poll() is not None:
-            raise RuntimeError(f"Orthanc exited with {self.process.returncode}; see {self.root / 'orthanc.log'}")
+            raise OrthancExited(f"Orthanc exited with {self.process.returncode}; see {self.root / 'orthanc.log'}")
         try:
             self.get("/system")
         except (OSError, urllib.error.URLError):

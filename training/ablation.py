@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,8 @@ def extract(extractor: Extractor, grays: list[np.ndarray], method: str, referenc
 
 def reference_cdf(grays: list[np.ndarray], size: int) -> np.ndarray:
     """Mean cumulative histogram of the (resized) training images: the 'match' target."""
-    return np.mean([compute_cdf(resize_uint8(g, size)) for g in grays], axis=0)
+    cdf: np.ndarray = np.mean([compute_cdf(resize_uint8(g, size)) for g in grays], axis=0)
+    return cdf
 
 
 def evaluate_head(train_x: np.ndarray, train_y: np.ndarray, tune_x: np.ndarray, tune_y: np.ndarray,
@@ -123,10 +125,11 @@ def evaluate_head(train_x: np.ndarray, train_y: np.ndarray, tune_x: np.ndarray, 
     return result
 
 
-def features_for(cache: Path, key: str, make) -> np.ndarray:  # type: ignore[no-untyped-def]
+def features_for(cache: Path, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
     path = cache / f"{key}.npz"
     if path.exists():
-        return np.load(path, allow_pickle=False)["x"]
+        cached: np.ndarray = np.load(path, allow_pickle=False)["x"]
+        return cached
     values = make()
     np.savez_compressed(path, x=values)
     return values

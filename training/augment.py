@@ -13,6 +13,7 @@ has to look at anatomy, as it must on other hospitals' scanners.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -77,11 +78,11 @@ def vary_texture(images: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(mixed + noise_on * noise_std * grey_noise, 0.0, 255.0)
 
 
-def make_augment_fn(config: AugmentConfig):  # type: ignore[no-untyped-def]
+def make_augment_fn(config: AugmentConfig) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
     """A batch -> batch function for ``tf.data.Dataset.map``."""
     augmenter = build_augmenter(config)
 
-    def augment(images: tf.Tensor, labels: tf.Tensor):  # type: ignore[no-untyped-def]
+    def augment(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         augmented = scale_brightness(augmenter(images, training=True))
         return (vary_texture(augmented) if config.texture else augmented), labels
 

@@ -38,7 +38,8 @@ def read_card(path: Path) -> dict[str, Any]:
     missing = [key for key in ("model_id", "modality", "input_size", "threshold", "outputs") if key not in card]
     if missing:
         raise ValueError(f"{path} is not a LungLedger model card (missing {', '.join(missing)})")
-    return card
+    checked: dict[str, Any] = card
+    return checked
 
 
 def replace_nan(value: Any) -> Any:

@@ -23,7 +23,8 @@ from training.card import replace_nan
 from training.data import LoadedData, load_data, select
 from training.metrics import choose_threshold, summarise
 from training.split import assign_folds, get_indices, split_groups
-from training.train import Splits, TrainConfig, parse_args
+from training.config import Splits, TrainConfig
+from training.train import parse_args
 
 
 def make_fold_splits(data: LoadedData, config: TrainConfig, assignment: dict[str, int], fold: int) -> Splits:

@@ -89,7 +89,7 @@ def run_gate(gate: Any, pooled: np.ndarray, names: list[str]) -> dict[str, Any]:
     from diagnostics.errors import DiagnosisError
 
     accepted, flagged, refused = 0, 0, {}
-    for name, row in zip(names, pooled):
+    for name, row in zip(names, pooled, strict=True):
         try:
             decision = gate.check(row)
         except DiagnosisError as error:

@@ -25,7 +25,8 @@ class LogisticHead:
     l2: float
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        return np.asarray(features, dtype=np.float64) @ self.weights + self.bias
+        logits: np.ndarray = np.asarray(features, dtype=np.float64) @ self.weights + self.bias
+        return logits
 
 
 def compute_sigmoid(values: np.ndarray) -> np.ndarray:
@@ -142,7 +143,8 @@ class GaussianModel:
         inside = np.sum(projected ** 2 / self.variances, axis=1)
         residual = np.sum(centred ** 2, axis=1) - np.sum(projected ** 2, axis=1)
         floor = float(self.variances[-1])
-        return np.sqrt(inside + np.maximum(residual, 0.0) / floor)
+        distance: np.ndarray = np.sqrt(inside + np.maximum(residual, 0.0) / floor)
+        return distance
 
 
 def fit_gaussian(features: np.ndarray, components: int = 32, shrink: float = 0.05) -> GaussianModel:

@@ -78,7 +78,7 @@ def vary_look(gray: np.ndarray, rng: np.random.Generator, flip: bool = False) ->
 def foreign_look(gray: np.ndarray, index: int, seed: int = 20261202) -> np.ndarray:
     """A fixed strong look change (per image ``index``) for stress tests: window + gamma + noise + blur."""
     rng = np.random.default_rng([seed, index])
-    values = np.asarray(gray, dtype=np.float32)
+    values: np.ndarray = np.asarray(gray, dtype=np.float32)
     low, high = rng.uniform(20, 60), rng.uniform(170, 230)
     values = np.clip((values - low) * (255.0 / (high - low)), 0, 255)
     gamma = float(rng.choice([0.6, 1.6]))

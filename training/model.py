@@ -15,7 +15,7 @@ import keras
 
 from training.weights import WeightsError, default_weights_path, validate_weights
 
-__all__ = ["WeightsError", "default_weights_path", "build_model", "apply_fine_tuning", "compile_classifier"]
+__all__ = ["WeightsError", "apply_fine_tuning", "build_model", "compile_classifier", "default_weights_path"]
 
 ALPHA = 0.35
 FEATURES_LAYER = "out_relu"

@@ -62,7 +62,8 @@ def read_mri_slice(path: Path) -> np.ndarray:
     values = np.frombuffer(gzip.decompress(path.read_bytes()), dtype=">u2").astype(np.float32)
     side = int(np.sqrt(values.size))
     values = values[: side * side].reshape(side, side)
-    return (values - values.min()) * (255.0 / max(float(np.ptp(values)), 1e-6))
+    scaled: np.ndarray = (values - values.min()) * (255.0 / max(float(np.ptp(values)), 1e-6))
+    return scaled
 
 
 MAX_SIDE = 512

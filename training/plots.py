@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from training.metrics import Confusion, compute_roc_curve  # noqa: E402
+from training.metrics import Confusion, compute_roc_curve
 
 DPI = 90
 
@@ -19,7 +19,7 @@ def plot_history(history: dict[str, list[float]], stage1_epochs: int, path: Path
     """Loss, accuracy and AUC per epoch for train and tuning sets; a line marks stage 2."""
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    for axis, metric in zip(axes, ("loss", "accuracy", "auc")):
+    for axis, metric in zip(axes, ("loss", "accuracy", "auc"), strict=True):
         axis.plot(epochs, history.get(metric, []), label="train (augmented)")
         axis.plot(epochs, history.get(f"val_{metric}", []), label="tuning split")
         axis.axvline(stage1_epochs + 0.5, color="grey", linestyle="--", linewidth=1, label="fine-tuning starts")

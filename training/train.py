@@ -30,7 +30,7 @@ from training.data import (
     load_data,
     select,
 )
-from training.config import Splits, TrainConfig, config_to_dict
+from training.config import Splits, TrainConfig
 from training.split import get_indices, split_groups
 from training.weights import WeightsError, default_weights_path, validate_weights
 
@@ -99,7 +99,7 @@ def parse_args(argv: list[str] | None) -> TrainConfig:
         input_size=args.input_size, batch_size=args.batch_size, epochs_stage1=args.epochs_stage1,
         epochs_stage2=args.epochs_stage2, learning_rate_stage1=args.learning_rate_stage1,
         learning_rate_stage2=args.learning_rate_stage2, patience=args.patience, seed=args.seed,
-        horizontal_flip=flip, fill_mode=str(defaults["fill_mode"]), texture_augmentation=bool(texture), version=args.version,
+        horizontal_flip=bool(flip), fill_mode=str(defaults["fill_mode"]), texture_augmentation=bool(texture), version=args.version,
     )
 
 

@@ -11,10 +11,11 @@ import json
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from diagnostics.imaging import ImageError, decode_image
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")

@@ -109,7 +109,7 @@ async def test_blocks_records_and_merkle_proofs(node: RunningNode) -> None:
         header = bytes.fromhex(block["header_hex"])
         assert hashlib.sha256(header).hexdigest() == block["hash"]
         assert block["hash"].startswith("0" * block["difficulty"])
-    for previous, block in zip(listing["blocks"], listing["blocks"][1:]):
+    for previous, block in zip(listing["blocks"], listing["blocks"][1:], strict=False):
         assert block["prev_hash"] == previous["hash"] and previous["next_hash"] == block["hash"]
     _, latest = await node.get(f"{API}/blocks", params={"limit": "2"})
     assert [b["height"] for b in latest["blocks"]] == [height - 1, height]

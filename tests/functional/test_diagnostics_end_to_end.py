@@ -37,10 +37,8 @@ from harness.util import wait_until_async as wait_until
 from tests.unit.test_diagnostics_helpers import (
     MODELS_DIR,
     encode_png,
-    get_pydicom_file,
     list_data_images,
     make_xray_dicom,
-    plugin,  # noqa: F401 - pytest fixture
     read_data_image,
     require_models,
     run_litert_directly,
@@ -260,7 +258,7 @@ async def test_concurrent_async_requests_get_the_sequential_results(plugin: obje
     images = sample_images(shared_data_dir, modality, 8)
     sequential = [plugin.diagnose({modality: data}, RISK) for data in images]
     concurrent = await asyncio.gather(*(plugin.diagnose_async({modality: data}, RISK) for data in images))
-    for alone, together in zip(sequential, concurrent):
+    for alone, together in zip(sequential, concurrent, strict=True):
         assert together.modalities[modality].probability == pytest.approx(alone.modalities[modality].probability,
                                                                           abs=1e-4)
         assert together.label == alone.label

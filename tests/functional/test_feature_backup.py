@@ -70,12 +70,16 @@ async def test_backup_while_mining_restores_chain_and_details(tmp_path: Path) ->
         await wait_until(mined, 60, "the first records to be mined")
         stop_feeding = asyncio.Event()
 
+        async def mined_or_done(record_id: bytes) -> bool:
+            return stop_feeding.is_set() or (await chain.get_record_locations([record_id]))[0] is not None
+
         async def feed() -> int:
             count = 0
             while not stop_feeding.is_set() and count < FEED_LIMIT:
-                await add_record(node, 100 + count)
+                record_id = await add_record(node, 100 + count)
                 count += 1
-                await asyncio.sleep(0.01)  # pacing the feeder, not waiting for a condition
+                # Paced by the chain, not a timer: the next record once this one is mined (or the backup is over).
+                await wait_until(lambda: mined_or_done(record_id), 60, f"fed record {count} to be mined")  # noqa: B023
             return count
 
         feeder = asyncio.create_task(feed())

@@ -159,7 +159,8 @@ async def test_one_token_holds_a_bounded_number_of_diagnoses(tmp_path: Path) -> 
     async with running_node(make_node_dir(tmp_path), plugin="mobilenetv2") as node:
         port = int(node.url.rsplit(":", 1)[1])
         stalled = [await stalled_upload(port, node.token) for _ in range(MAX_DIAGNOSES_PER_TOKEN)]
-        await wait_until(lambda: sum(node.app.get(DIAGNOSES_IN_PROGRESS, {}).values()) == MAX_DIAGNOSES_PER_TOKEN, 10, "the stalled uploads to hold slots")
+        await wait_until(lambda: sum(node.app.get(DIAGNOSES_IN_PROGRESS, {}).values()) == MAX_DIAGNOSES_PER_TOKEN, 10,
+                         "the stalled uploads to hold slots")
         status, reply = await node.post_diagnosis({"ct": sample_image("ct")})
         assert status == 429 and reply["error"] == "too-many-diagnoses", reply
         for writer in stalled:

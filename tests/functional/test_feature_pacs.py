@@ -2,8 +2,8 @@
 
 Plan:
 1. Orthanc (Debian binary, own config, loopback ports) and a node with the real
-   plug-in whose DICOM listener Orthanc knows as modality ``lungledger`` and whose
-   report destination is Orthanc.
+   plug-in whose DICOM listener (bound on port 0) Orthanc is told about as modality
+   ``lungledger`` and whose report destination is Orthanc.
 2. Orthanc sends the four real CT files of ../shared/data/dicom (one series) and a
    synthetic 12-slice series built from them with new UIDs to the node (C-STORE).
 3. Each series becomes one mined record whose result names the slice picked by the
@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pydicom
 import pytest
 
-from harness.util import free_port
 from node.app import CHAIN
 from node.hospital import HOSPITAL
 from tests.dicom_builders import build_series, real_dicom_files
@@ -37,26 +36,11 @@ from tests.support.api import (
     running_node,
     wait_until,
 )
-from tests.orthanc import ORTHANC_AE_TITLE, Orthanc, find_orthanc
+from tests.orthanc import ORTHANC_AE_TITLE, Orthanc
 
 API = "/api/v1"
 NODE_AE_TITLE = "LUNGLEDGER"
 PACS_TIMEOUT_S = 120.0
-
-
-@pytest.fixture
-def orthanc_factory(tmp_path: Path) -> Iterator[Any]:
-    find_orthanc()
-    started: list[Orthanc] = []
-
-    def make(node_dicom_port: int) -> Orthanc:
-        pacs = Orthanc(tmp_path / "orthanc", {"lungledger": [NODE_AE_TITLE, "127.0.0.1", node_dicom_port]})
-        started.append(pacs)
-        return pacs
-
-    yield make
-    for pacs in started:
-        pacs.stop()
 
 
 def hospital_section(dicom_port: int, pacs_dicom_port: int, **overrides: Any) -> dict[str, Any]:
@@ -68,11 +52,13 @@ def hospital_section(dicom_port: int, pacs_dicom_port: int, **overrides: Any) ->
 @pytest.fixture
 async def pacs_and_node(tmp_path: Path, orthanc_factory: Any) -> AsyncIterator[tuple[Orthanc, RunningNode]]:
     require_models("ct")
-    dicom_port = free_port()
-    pacs = orthanc_factory(dicom_port)
+    pacs = orthanc_factory()
     await asyncio.to_thread(pacs.start)
     async with running_node(make_node_dir(tmp_path), plugin="mobilenetv2",
-                            hospital=hospital_section(dicom_port, pacs.dicom_port)) as node:
+                            hospital=hospital_section(0, pacs.dicom_port)) as node:
+        node_port = node.app[HOSPITAL].dicom_port
+        assert node_port is not None
+        await asyncio.to_thread(pacs.add_modality, "lungledger", NODE_AE_TITLE, "127.0.0.1", node_port)
         yield pacs, node
 
 
@@ -146,7 +132,7 @@ async def test_orthanc_round_trip_with_series_result(pacs_and_node: tuple[Orthan
     assert [entry["outcome"] for entry in logged] == ["recorded", "recorded"], logged
     assert [entry["instances"] for entry in logged] == [4, 12]
     chain = node.app[CHAIN]
-    for entry, source in zip(logged, (real[0], synthetic[0])):
+    for entry, source in zip(logged, (real[0], synthetic[0]), strict=True):
         study_uid = pydicom.dcmread(io.BytesIO(source), stop_before_pixels=True).StudyInstanceUID
         diagnosis = await check_report_in_pacs(pacs, node, study_uid, entry["record_id"])
         series = diagnosis["result"]["series"]

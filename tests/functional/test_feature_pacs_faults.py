@@ -50,7 +50,6 @@ from tests.functional.test_feature_pacs import (
     NODE_AE_TITLE,
     PACS_TIMEOUT_S,
     hospital_section,
-    orthanc_factory,  # noqa: F401  (fixture)
     recorded_series,
 )
 from tests.orthanc import Orthanc
@@ -68,11 +67,13 @@ async def post_studies(node: RunningNode, parts: list[bytes]) -> tuple[int, Any]
         return response.status, await response.json(content_type=None)
 
 
-async def test_pacs_down_then_up_loses_no_result(tmp_path: Path, orthanc_factory: Any) -> None:  # noqa: F811
+async def test_pacs_down_then_up_loses_no_result(tmp_path: Path, orthanc_factory: Any) -> None:
     require_models("ct")
+    # The node must be configured with the PACS's address before the PACS exists, so this port is picked now
+    # and bound when Orthanc starts, minutes later (the one pick-then-bind this scenario cannot avoid).
     pacs: Orthanc = orthanc_factory(free_port())  # not started: the PACS is down
     data_dir = make_node_dir(tmp_path)
-    section = hospital_section(free_port(), pacs.dicom_port)
+    section = hospital_section(0, pacs.dicom_port)
     studies = []
     async with running_node(data_dir, plugin="mobilenetv2", hospital=section) as node:
         for index in range(3):
@@ -108,7 +109,7 @@ async def test_pacs_down_then_up_loses_no_result(tmp_path: Path, orthanc_factory
 @pytest.fixture
 async def listening_node(tmp_path: Path) -> Any:
     require_models("ct")
-    section = {"ae_title": NODE_AE_TITLE, "dicom_port": free_port(), "quiet_seconds": 1.0,
+    section = {"ae_title": NODE_AE_TITLE, "dicom_port": 0, "quiet_seconds": 1.0,
                "allowed_ae_titles": ["MODALITY", "STORESCU"], "max_series_instances": 8}
     async with running_node(make_node_dir(tmp_path), plugin="mobilenetv2", hospital=section) as node:
         yield node
@@ -236,11 +237,11 @@ async def test_risk_factors_added_later_make_a_new_record(listening_node: Runnin
 async def test_address_allow_list_and_relay_only_node(tmp_path: Path) -> None:
     """A sender address outside allowed_hosts is rejected; a relay-only node refuses series with a reason."""
     data_dir = make_node_dir(tmp_path)
-    fenced = {"dicom_port": free_port(), "allowed_hosts": ["192.0.2.1"]}  # a documentation address: never ours
+    fenced = {"dicom_port": 0, "allowed_hosts": ["192.0.2.1"]}  # a documentation address: never ours
     async with running_node(data_dir, plugin="none", hospital=fenced) as node:
         port = node.app[HOSPITAL].dicom_port
         assert await asyncio.to_thread(send_over_dicom, port, "MODALITY", build_series(1)) == "rejected"
-    open_section = {"dicom_port": free_port(), "quiet_seconds": 0.5}
+    open_section = {"dicom_port": 0, "quiet_seconds": 0.5}
     async with running_node(data_dir, plugin="none", hospital=open_section) as node:
         port = node.app[HOSPITAL].dicom_port
         statuses = await asyncio.to_thread(send_over_dicom, port, "MODALITY", build_series(2))

@@ -46,32 +46,40 @@ def status_kib(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
-async def post(session: aiohttp.ClientSession, url: str, token: str, field: str, data: bytes,
-               filename: str, age: str = "60") -> tuple[int, dict]:
+async def send(session: aiohttp.ClientSession, url: str, token: str, field: str, data: bytes,
+               filename: str, age: str = "60") -> tuple[int, dict, str | None]:
+    """POST one diagnosis; the status, the JSON reply and the Retry-After header (None if absent)."""
     form = aiohttp.FormData()
     form.add_field(field, data, filename=filename, content_type="application/octet-stream")
     form.add_field("age", age)
     async with session.post(f"{url}/api/v1/diagnoses", data=form,
                             headers={"Authorization": f"Bearer {token}"}) as response:
-        return response.status, await response.json(content_type=None)
+        return response.status, await response.json(content_type=None), response.headers.get("Retry-After")
+
+
+async def post(session: aiohttp.ClientSession, url: str, token: str, field: str, data: bytes,
+               filename: str, age: str = "60") -> tuple[int, dict]:
+    status, reply, _ = await send(session, url, token, field, data, filename, age)
+    return status, reply
 
 
 async def honest(session: aiohttp.ClientSession, url: str, token: str, image: bytes) -> int:
-    """One honest diagnosis; a 429 (per-token limit while the attack runs) is retried."""
+    """One honest diagnosis; a 429 (per-token limit while the attack runs) is retried when Retry-After says."""
     deadline = time.monotonic() + HONEST_RETRY_S
     while True:
-        status, reply = await post(session, url, token, "ct", image, "ct.png")
+        status, reply, retry_after = await send(session, url, token, "ct", image, "ct.png")
         if status != 429 or time.monotonic() > deadline:
             assert status == 202, reply
             return status
-        await asyncio.sleep(0.2)  # Retry-After of the per-token limit
+        assert retry_after is not None, f"a 429 without Retry-After: {reply}"
+        await asyncio.sleep(min(float(retry_after), max(0.0, deadline - time.monotonic())))  # the node's own back-off
 
 
 async def test_amplifying_uploads_stay_within_the_memory_budget(tmp_path: Path) -> None:
     require_models("ct")
     data_dir = make_node_dir(tmp_path)
     # A real node process (its RSS is what is measured); starting it does not block.
-    process = subprocess.Popen([sys.executable, "run_node.py", "node", "--data-dir", str(data_dir),  # noqa: ASYNC220
+    process = subprocess.Popen([sys.executable, "run_node.py", "node", "--data-dir", str(data_dir),
                                 "--port", "0", "--no-tls"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

@@ -21,27 +21,43 @@ import contextlib
 import time
 from pathlib import Path
 
-from network.constants import MAX_HANDSHAKING
+from network.constants import MAX_HANDSHAKES_PER_ADDRESS, MAX_HANDSHAKING
 from network.tls import NodeTls, build_node_tls
 from tests.support.builders import MemberKeys, make_member
 from tests.support.network import FakePeer, TestNetwork, TestNode, wait_until
 
 RECONNECT_LIMIT_S = 10.0
+ATTACK_WAIT_S = 120.0  # an attacker waits this long for a slot (B may be down meanwhile)
+
+
+def may_start_handshake(target: TestNode, host: str) -> bool:
+    """Whether ``target`` is up and would let ``host`` start a handshake now (what admission checks, read-only)."""
+    if target.app is None:
+        return False
+    admission = target.network.admission
+    return (not target.network.bans.is_banned(host=host) and admission.pending[host] < MAX_HANDSHAKES_PER_ADDRESS
+            and admission.handshaking < MAX_HANDSHAKING)
 
 
 async def hold_idle_handshake(rogue: MemberKeys, tls: NodeTls, network: TestNetwork, target: TestNode,
                               host: str) -> None:
-    """Keep one WebSocket to ``target`` in the handshake, never answering; re-open it when closed."""
+    """Keep one WebSocket to ``target`` in the handshake, never answering; re-open it when closed.
+
+    Re-opens as soon as the target would admit one (up, a slot free, the address not banned), so the
+    attack is as fast as the node allows without spinning; ends once the address is banned.
+    """
     assert network.genesis is not None
     while True:
+        if target.app is not None and target.network.bans.is_banned(host=host):
+            return
+        await wait_until(lambda: may_start_handshake(target, host), ATTACK_WAIT_S, f"a handshake slot for {host}")
         fake = FakePeer(rogue, network.genesis, local_host=host, tls=tls)
         try:
-            if target.app is not None and await fake.open(target) == 101:
+            if await fake.open(target) == 101:
                 with contextlib.suppress(ConnectionError, TimeoutError):
                     await fake.wait_closed(30)
         finally:
             await fake.close()
-        await asyncio.sleep(0.05)  # a retry pace, not a wait for a condition
 
 
 async def hold_raw_sockets(target: TestNode, host: str, count: int) -> list[asyncio.StreamWriter]:

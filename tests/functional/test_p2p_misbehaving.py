@@ -16,6 +16,7 @@ Plan:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,10 +86,8 @@ async def test_misbehaving_peers_are_banned_and_honest_nodes_converge(tmp_path: 
         impostor = FakePeer(rogues[0], genesis, local_host="127.0.0.4",
                             tls=build_node_tls(rogues[1].key, rogues[1].member_id, genesis.params.members))
         assert await impostor.open(honest) == 101
-        try:
+        with contextlib.suppress(ConnectionError, TimeoutError):
             await impostor.handshake()
-        except (ConnectionError, TimeoutError):
-            pass
         await impostor.close()
         await wait_until(lambda: bans.is_banned(host="127.0.0.4"), 10, "the impostor's address to be banned")
         assert bans.get_ban(host="127.0.0.4").reason == "identity-mismatch"  # type: ignore[union-attr]

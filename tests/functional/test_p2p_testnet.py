@@ -1,19 +1,20 @@
 """`run_node.py testnet`: one command, N node processes, clean stop, restart with the chain intact.
 
 Plan:
-1. `testnet --nodes 2` on a fresh data root prints both addresses and API
-   tokens; the nodes connect to each other (/api/v1/peers).
+1. `testnet --nodes 2 --base-port 0` on a fresh data root (every node binds a
+   port the kernel chooses) prints both addresses and API tokens; the nodes
+   connect to each other (/api/v1/peers).
 2. SIGTERM stops every node; the command exits 0.
 3. 20 blocks are written into node 0's store while the testnet is down.
-4. `testnet` again on the same root: same tokens, and node 1 syncs to
-   height 20 from node 0.
+4. `testnet` again on the same root: same tokens, new ports read back, and
+   node 1 syncs to height 20 from node 0.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +25,15 @@ from node.genesis import load_genesis
 from node.identity import load_identity
 from node.store import ChainStore
 from tests.support.builders import MemberKeys, build_branch
-from harness.util import OWN_NODE_TLS, free_port, wait_until
+from harness.util import OWN_NODE_TLS, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 90.0
 
 
-def start_testnet(data_root: Path, base_port: int) -> tuple[subprocess.Popen[str], list[str]]:
+def start_testnet(data_root: Path) -> tuple[subprocess.Popen[str], list[str]]:
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_node.py"), "testnet", "--nodes", "2", "--base-port", str(base_port),
+        [sys.executable, str(ROOT / "run_node.py"), "testnet", "--nodes", "2", "--base-port", "0",
          "--data-root", str(data_root), "--difficulty", "1", "--no-diagnostics"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
@@ -55,29 +56,17 @@ def stop_testnet(process: subprocess.Popen[str]) -> None:
     assert process.wait(timeout=30) == 0
 
 
-def free_port_pair() -> int:
-    while True:
-        port = free_port()
-        if port < 65000:
-            try:
-                free_port_at(port + 1)
-                return port
-            except OSError:
-                continue
-
-
-def free_port_at(port: int) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
+def printed_ports(lines: list[str]) -> list[int]:
+    return [int(port) for line in lines for port in re.findall(r"https://127\.0\.0\.1:(\d+)/", line)]
 
 
 def test_testnet_starts_stops_and_restarts_with_its_chain(tmp_path: Path) -> None:
-    base_port = free_port_pair()
-    process, lines = start_testnet(tmp_path, base_port)
+    process, lines = start_testnet(tmp_path)
     try:
         tokens = [line.split("api token ")[1] for line in lines if "api token" in line]
-        assert f"https://127.0.0.1:{base_port}/" in "\n".join(lines) and len(tokens) == 2
-        wait_until(lambda: all(get_json(base_port + i, "/api/v1/peers")["count"] == 1 for i in range(2)), 30,
+        ports = printed_ports(lines)
+        assert len(tokens) == 2 and len(ports) == 2 and 0 not in ports
+        wait_until(lambda: all(get_json(port, "/api/v1/peers")["count"] == 1 for port in ports), 30,
                  "the two testnet nodes to connect")
     finally:
         stop_testnet(process)
@@ -89,10 +78,12 @@ def test_testnet_starts_stops_and_restarts_with_its_chain(tmp_path: Path) -> Non
     store.add_blocks(blocks, int(time.time() * 1000))
     store.close()
 
-    process, lines = start_testnet(tmp_path, base_port)
+    process, lines = start_testnet(tmp_path)
     try:
         assert [line.split("api token ")[1] for line in lines if "api token" in line] == tokens
-        wait_until(lambda: all(get_json(base_port + i, "/api/v1/status")["height"] == 20 for i in range(2)), 30,
+        ports = printed_ports(lines)
+        assert len(ports) == 2
+        wait_until(lambda: all(get_json(port, "/api/v1/status")["height"] == 20 for port in ports), 30,
                  "node 1 to sync node 0's 20 blocks")
     finally:
         stop_testnet(process)

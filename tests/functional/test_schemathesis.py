@@ -15,7 +15,8 @@ import itertools
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -63,6 +64,20 @@ CHECKS = [
 ]
 
 
+def make_run(operation: Any, mode: GenerationMode, headers: dict[str, str], calls: dict[str, int]) -> Callable[[], None]:
+    """One hypothesis test over one operation in one generation mode, counting its calls.
+
+    schemathesis.pytest.from_fixture does not work with pytest 9 yet, so hypothesis is driven directly.
+    """
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def run(case: schemathesis.Case) -> None:
+        case.call_and_validate(headers=headers, checks=CHECKS, verify=False)
+        calls[operation.label] = calls.get(operation.label, 0) + 1
+
+    return run
+
+
 @pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_api_conforms_and_never_fails(node_process: tuple[str, str]) -> None:
     url, token = node_process
@@ -72,15 +87,8 @@ def test_api_conforms_and_never_fails(node_process: tuple[str, str]) -> None:
     assert len(operations) >= 9
     calls: dict[str, int] = {}
     for operation, mode in itertools.product(operations, GenerationMode):
-        # schemathesis.pytest.from_fixture does not work with pytest 9 yet, so drive hypothesis directly.
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        def run(case: schemathesis.Case) -> None:
-            case.call_and_validate(headers=headers, checks=CHECKS, verify=False)
-            calls[operation.label] = calls.get(operation.label, 0) + 1
-
         try:
-            run()
+            make_run(operation, mode, headers, calls)()
         except Unsatisfiable:
             if mode is GenerationMode.POSITIVE:
                 raise  # only an operation without parameters has nothing to make invalid

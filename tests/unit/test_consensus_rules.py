@@ -65,7 +65,7 @@ def test_bad_encoding_wrong_type_and_extra_field() -> None:
     fields[0][1] = "1"  # height as a string
     with pytest.raises(ValidationError, match="bad-encoding"):
         Block.decode(pack(fields))
-    extra = block.to_fields() + [b"extra"]
+    extra = [*block.to_fields(), b"extra"]
     with pytest.raises(ValidationError, match="bad-encoding"):
         Block.decode(pack(extra))
 

@@ -163,7 +163,7 @@ def test_recommendations_fit_the_modality_and_the_finding() -> None:
     assert SCREENING_ELIGIBILITY not in xray_finding.recommendations
     xray_clear = compute_assessment([ModelEvidence("xray", 0.1, 0.5, 0.8)], smoker, DiagnosisConfig())
     assert SCREENING_ELIGIBILITY in xray_clear.recommendations
-    assert not any("Fleischner" in text or RADIOGRAPH_FINDING_CT == text for text in xray_clear.recommendations)
+    assert not any("Fleischner" in text or text == RADIOGRAPH_FINDING_CT for text in xray_clear.recommendations)
 
 
 def test_low_risk_recommendations_are_suggestions() -> None:

@@ -11,7 +11,6 @@ import io
 import os
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -133,14 +132,3 @@ def run_litert_directly(model_path: Path, tensor: np.ndarray, probability_output
     return float(interpreter.get_tensor(output["index"])[0, 0])
 
 
-@pytest.fixture(scope="module")
-def plugin() -> Iterator[object]:
-    """The default plug-in with every exported model (skips if none is exported)."""
-    from diagnostics import load_plugin
-
-    available = [m for m in MODALITIES if (MODELS_DIR / m / "model.tflite").exists()]
-    if not available:
-        pytest.skip(f"no exported model under {MODELS_DIR}; run training first")
-    loaded = load_plugin("mobilenetv2", {"models_dir": str(MODELS_DIR)})
-    yield loaded
-    loaded.close()

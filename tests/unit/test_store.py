@@ -213,7 +213,7 @@ def test_deep_fork_outcome_does_not_depend_on_arrival_order(tmp_path: Path) -> N
     orders = {
         "honest first": honest + attack,
         "attack first": attack + honest,
-        "interleaved": [b for pair in zip(attack, honest + [None] * 100) for b in pair if b is not None],
+        "interleaved": [b for pair in zip(attack, honest + [None] * 100, strict=False) for b in pair if b is not None],
     }
     tips = {}
     for name, blocks in orders.items():
