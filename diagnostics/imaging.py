@@ -78,10 +78,21 @@ _ORIENTATION = ExifTags.Base.Orientation
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """A decoded greyscale image (float32, 0..255) and the format it came from."""
+    """A decoded greyscale image (float32, 0..255) and the format it came from.
+
+    ``gray8`` is the same image as uint8 when the file itself was 8-bit grey (most
+    PNG/JPEG exports), so the hot path need not round the float copy back to 8 bits.
+    """
 
     pixels: np.ndarray
     source_format: str
+    gray8: np.ndarray | None = None
+
+    def to_uint8(self) -> np.ndarray:
+        """The image rounded to 8 bits (the stored 8-bit image when there is one)."""
+        if self.gray8 is not None:
+            return self.gray8
+        return np.clip(self.pixels + 0.5, 0, 255).astype(np.uint8)
 
 
 def sniff_format(data: bytes) -> str:
@@ -108,12 +119,15 @@ def decode_image(data: bytes, modality: str, limits: ImageLimits = DEFAULT_LIMIT
         pixels = decode_dicom(data, modality, limits, deadline, _PARSER_ERRORS)
     else:
         pixels = _decode_raster(data, source_format, limits, deadline)
+    gray8 = None
+    if pixels.dtype == np.uint8:
+        gray8, pixels = pixels, pixels.astype(np.float32)
     deadline.check("converting the image")
     height, width = pixels.shape
     if min(height, width) < limits.min_side:
         raise ImageError("image-too-small",
                          f"image is {width}x{height}; each side must be at least {limits.min_side} pixels")
-    return DecodedImage(pixels=pixels, source_format=source_format)
+    return DecodedImage(pixels=pixels, source_format=source_format, gray8=gray8)
 
 
 def validate_modality(modality: object) -> None:
@@ -164,7 +178,7 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     if image.mode in _HIGH_BIT_MODES:
         return stretch(np.asarray(image, dtype=np.float32))
     if image.mode == "L":
-        return np.asarray(image, dtype=np.float32)
+        return np.asarray(image)  # uint8; decode_image keeps it and adds the float32 copy
     with_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
     width, height = image.size
 
