@@ -52,7 +52,9 @@ RGBA_TABLE = np.concatenate(
 
 def compute_cam(features: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
     """features [h, w, C] . weights [C] + bias -> per-location logits [h, w]."""
-    return (features.astype(np.float32) @ weights.astype(np.float32) + np.float32(bias)).astype(np.float32)
+    cam: np.ndarray = features.astype(np.float32, copy=False) @ weights.astype(np.float32, copy=False)
+    cam += np.float32(bias)
+    return cam
 
 
 def get_display_size(width: int, height: int, max_side: int) -> tuple[int, int]:

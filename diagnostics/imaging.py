@@ -13,6 +13,7 @@ an arbitrary exception. DICOM specifics are in ``diagnostics.dicom``.
 
 from __future__ import annotations
 
+import functools
 import struct
 import warnings
 import zlib
@@ -84,15 +85,25 @@ class DecodedImage:
     PNG/JPEG exports), so the hot path need not round the float copy back to 8 bits.
     """
 
-    pixels: np.ndarray
     source_format: str
     gray8: np.ndarray | None = None
+    float_pixels: np.ndarray | None = None
+
+    @functools.cached_property
+    def pixels(self) -> np.ndarray:
+        """float32 (H, W) in 0..255; for an 8-bit file made on first use (the plug-in never needs it)."""
+        if self.float_pixels is not None:
+            return self.float_pixels
+        if self.gray8 is None:
+            raise ValueError("a DecodedImage needs gray8 or float_pixels")
+        return self.gray8.astype(np.float32)
 
     def to_uint8(self) -> np.ndarray:
         """The image rounded to 8 bits (the stored 8-bit image when there is one)."""
         if self.gray8 is not None:
             return self.gray8
-        return np.clip(self.pixels + 0.5, 0, 255).astype(np.uint8)
+        rounded: np.ndarray = np.clip(self.pixels + 0.5, 0, 255).astype(np.uint8)
+        return rounded
 
 
 def sniff_format(data: bytes) -> str:
@@ -119,15 +130,14 @@ def decode_image(data: bytes, modality: str, limits: ImageLimits = DEFAULT_LIMIT
         pixels = decode_dicom(data, modality, limits, deadline, _PARSER_ERRORS)
     else:
         pixels = _decode_raster(data, source_format, limits, deadline)
-    gray8 = None
-    if pixels.dtype == np.uint8:
-        gray8, pixels = pixels, pixels.astype(np.float32)
     deadline.check("converting the image")
     height, width = pixels.shape
     if min(height, width) < limits.min_side:
         raise ImageError("image-too-small",
                          f"image is {width}x{height}; each side must be at least {limits.min_side} pixels")
-    return DecodedImage(pixels=pixels, source_format=source_format, gray8=gray8)
+    if pixels.dtype == np.uint8:
+        return DecodedImage(source_format, gray8=pixels)
+    return DecodedImage(source_format, float_pixels=pixels)
 
 
 def validate_modality(modality: object) -> None:
