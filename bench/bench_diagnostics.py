@@ -34,7 +34,7 @@ from diagnostics import RiskFactors, load_plugin  # noqa: E402
 from diagnostics.heatmap import compute_cam, render_heatmap_png  # noqa: E402
 from diagnostics.imaging import decode_image  # noqa: E402
 from diagnostics.plausibility import compute_histogram, validate_chest_image  # noqa: E402
-from diagnostics.preprocessing import harmonise, resize_uint8, to_uint8  # noqa: E402
+from diagnostics.preprocessing import resize_image, to_model_input, to_uint8  # noqa: E402
 
 RISK = RiskFactors(age=64, smoking="former", family_history=False)
 
@@ -48,10 +48,15 @@ def summarise(samples: list[float]) -> dict[str, float]:
             "mean_ms": statistics.fmean(samples) * 1000.0}
 
 
-def time_call(function: Callable[[], Any]) -> float:
+def time_call(function: Callable[[], Any], cpu_seconds: list[float] | None = None) -> float:
+    """Wall seconds of one call; its process CPU seconds are appended to ``cpu_seconds`` when given."""
+    cpu_start = time.process_time()
     start = time.perf_counter()
     function()
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    if cpu_seconds is not None:
+        cpu_seconds.append(time.process_time() - cpu_start)
+    return elapsed
 
 
 class BareModel:
@@ -81,21 +86,25 @@ def bench_single(plugin: Any, bare: BareModel, data: bytes, modality: str, repea
     for _ in range(warmup):
         bare.run(tensor)
         plugin.diagnose({modality: data}, RISK)
-    bare_times, plugin_times = [], []
+    bare_times, plugin_times, bare_cpu, plugin_cpu = [], [], [], []
+    load_before = os.getloadavg()
     for _ in range(repeats):  # interleaved, so both see the same machine load
-        bare_times.append(time_call(lambda: bare.run(tensor)))
-        plugin_times.append(time_call(lambda: plugin.diagnose({modality: data}, RISK)))
+        bare_times.append(time_call(lambda: bare.run(tensor), bare_cpu))
+        plugin_times.append(time_call(lambda: plugin.diagnose({modality: data}, RISK), plugin_cpu))
     bare_summary, plugin_summary = summarise(bare_times), summarise(plugin_times)
-    return {"bare_invoke": bare_summary, "plugin_end_to_end": plugin_summary,
+    return {"load_average_1min": [load_before[0], os.getloadavg()[0]],
+            "bare_invoke": bare_summary, "plugin_end_to_end": plugin_summary,
             "ratio_p50": plugin_summary["p50_ms"] / bare_summary["p50_ms"],
             "ratio_p99": plugin_summary["p99_ms"] / bare_summary["p99_ms"],
+            # CPU time of the whole process (LiteRT's worker threads included): what the load cannot inflate
+            "cpu_ms_p50": {"bare_invoke": percentile(bare_cpu, 50), "plugin_end_to_end": percentile(plugin_cpu, 50)},
+            "cpu_ratio_p50": percentile(plugin_cpu, 50) / percentile(bare_cpu, 50),
             "stages": bench_stages(plugin, data, modality, repeats)}
 
 
 def make_tensor(model: Any, pixels: np.ndarray) -> np.ndarray:
     """What the plug-in's prepare() builds: 8-bit, resized, harmonised, as the model's input."""
-    return model.make_input(harmonise(resize_uint8(to_uint8(pixels), model.input_size), model.harmonisation,
-                                      model.reference_cdf))
+    return to_model_input(to_uint8(pixels), model.input_size, model.harmonisation, model.reference_cdf)
 
 
 def bench_stages(plugin: Any, data: bytes, modality: str, repeats: int) -> dict[str, float]:
@@ -110,8 +119,9 @@ def bench_stages(plugin: Any, data: bytes, modality: str, repeats: int) -> dict[
         "decode": lambda: decode_image(data, modality),
         "to_uint8+plausibility": lambda: validate_chest_image(to_uint8(pixels), modality,
                                                               compute_histogram(to_uint8(pixels))),
-        "resize+harmonise+input": lambda: model.make_input(harmonise(resize_uint8(small, model.input_size),
-                                                                     model.harmonisation, model.reference_cdf)),
+        "resize": lambda: resize_image(small, model.input_size),
+        "resize+harmonise+input": lambda: to_model_input(small, model.input_size, model.harmonisation,
+                                                         model.reference_cdf),
         "infer": lambda: model.predict(tensor[None]),
         "gate": (lambda: model.gate.check(features[0].mean(axis=(0, 1)))) if model.gate else (lambda: None),
         "cam+heatmap_png": lambda: render_heatmap_png(compute_cam(features[0], model.card.head_weights,
@@ -179,6 +189,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--single-only", action="store_true", help="skip the throughput part")
     args = parser.parse_args()
 
     num_threads = os.cpu_count() or 1
@@ -197,7 +208,9 @@ def main() -> None:
         "single": bench_single(plugin, bare, images[0], args.modality, args.repeats, args.warmup),
     }
     plugin.close()
-    results["throughput_images_per_s"] = bench_throughput(options, images, args.modality, args.rounds, num_threads)
+    if not args.single_only:
+        results["throughput_images_per_s"] = bench_throughput(options, images, args.modality, args.rounds,
+                                                              num_threads)
     print(json.dumps(results, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -13,6 +13,7 @@ an arbitrary exception. DICOM specifics are in ``diagnostics.dicom``.
 
 from __future__ import annotations
 
+import functools
 import struct
 import warnings
 import zlib
@@ -78,10 +79,31 @@ _ORIENTATION = ExifTags.Base.Orientation
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """A decoded greyscale image (float32, 0..255) and the format it came from."""
+    """A decoded greyscale image (float32, 0..255) and the format it came from.
 
-    pixels: np.ndarray
+    ``gray8`` is the same image as uint8 when the file itself was 8-bit grey (most
+    PNG/JPEG exports), so the hot path need not round the float copy back to 8 bits.
+    """
+
     source_format: str
+    gray8: np.ndarray | None = None
+    float_pixels: np.ndarray | None = None
+
+    @functools.cached_property
+    def pixels(self) -> np.ndarray:
+        """float32 (H, W) in 0..255; for an 8-bit file made on first use (the plug-in never needs it)."""
+        if self.float_pixels is not None:
+            return self.float_pixels
+        if self.gray8 is None:
+            raise ValueError("a DecodedImage needs gray8 or float_pixels")
+        return self.gray8.astype(np.float32)
+
+    def to_uint8(self) -> np.ndarray:
+        """The image rounded to 8 bits (the stored 8-bit image when there is one)."""
+        if self.gray8 is not None:
+            return self.gray8
+        rounded: np.ndarray = np.clip(self.pixels + 0.5, 0, 255).astype(np.uint8)
+        return rounded
 
 
 def sniff_format(data: bytes) -> str:
@@ -113,7 +135,9 @@ def decode_image(data: bytes, modality: str, limits: ImageLimits = DEFAULT_LIMIT
     if min(height, width) < limits.min_side:
         raise ImageError("image-too-small",
                          f"image is {width}x{height}; each side must be at least {limits.min_side} pixels")
-    return DecodedImage(pixels=pixels, source_format=source_format)
+    if pixels.dtype == np.uint8:
+        return DecodedImage(source_format, gray8=pixels)
+    return DecodedImage(source_format, float_pixels=pixels)
 
 
 def validate_modality(modality: object) -> None:
@@ -164,7 +188,7 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     if image.mode in _HIGH_BIT_MODES:
         return stretch(np.asarray(image, dtype=np.float32))
     if image.mode == "L":
-        return np.asarray(image, dtype=np.float32)
+        return np.asarray(image)  # uint8; decode_image keeps it and adds the float32 copy
     with_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
     width, height = image.size
 

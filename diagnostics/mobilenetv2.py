@@ -35,7 +35,7 @@ from diagnostics.heatmap import HEATMAP_MAX_SIDE, compute_cam, render_heatmap_pn
 from diagnostics.imaging import MODALITIES, ImageLimits, decode_image, validate_modality
 from diagnostics.model import LiteRTModel, choose_max_batch
 from diagnostics.plausibility import compute_histogram, validate_chest_image
-from diagnostics.preprocessing import harmonise, resize_uint8, to_uint8
+from diagnostics.preprocessing import to_model_input
 from diagnostics.gate import OOD_MESSAGE
 from diagnostics.result import DISCLAIMER, OUT_OF_DISTRIBUTION, DiagnosisResult, ModalityResult, ModelInfo
 from diagnostics.risk import RiskFactors
@@ -107,13 +107,12 @@ class MobileNetV2Plugin:
         """Decode, check plausibility and build the model input (the shared preprocessing)."""
         try:
             decoded = decode_image(data, modality, self.limits)
-            pixels = to_uint8(decoded.pixels)
+            pixels = decoded.to_uint8()
             validate_chest_image(pixels, modality, compute_histogram(pixels))
         except DiagnosisError as error:
             raise type(error)(error.code, f"{modality} image: {error.message}") from error
         model = self.models[modality]
-        tensor = model.make_input(harmonise(resize_uint8(pixels, model.input_size), model.harmonisation,
-                                            model.reference_cdf))
+        tensor = to_model_input(pixels, model.input_size, model.harmonisation, model.reference_cdf)
         return PreparedImage(modality, pixels, tensor, decoded.source_format)
 
     def finish(self, prepared: PreparedImage, probability: float, features: np.ndarray) -> ModalityResult:
@@ -142,7 +141,7 @@ class MobileNetV2Plugin:
             model=ModelInfo(card.name, card.version, card.model_id), source_format=prepared.source_format,
             heatmap_png=render_heatmap_png(cam, width, height, self._get_heatmap_side(prepared, cam)),
             image_png=image_png,
-            flags=flags, gate=gate_summary, cam_grid=tuple(tuple(round(float(v), 3) for v in row) for row in cam))
+            flags=flags, gate=gate_summary, cam_grid=tuple(map(tuple, np.round(cam.astype(np.float64), 3).tolist())))
 
     def _get_heatmap_side(self, prepared: PreparedImage, cam: np.ndarray) -> int:
         """The configured side, else the CAM grid for images the page shows (it stretches the map over them)."""

@@ -19,6 +19,7 @@ hand-set mid-tone rule, which did not hold on other hospitals' images, issue 10)
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from diagnostics.imaging import ImageError
 
@@ -28,9 +29,13 @@ MAX_ASPECT_RATIO = 2.5
 
 
 def compute_histogram(pixels: np.ndarray) -> np.ndarray:
-    """Counts of the 256 grey levels (values truncated to whole levels; uint8 is counted directly)."""
+    """Counts of the 256 grey levels (values truncated to whole levels; uint8 is counted directly).
+
+    Counted by Pillow (one C pass over the bytes), faster than ``np.bincount``,
+    which first widens every pixel to a 64-bit index.
+    """
     values = pixels if pixels.dtype == np.uint8 else np.clip(pixels, 0, 255).astype(np.uint8)
-    return np.bincount(values.ravel(), minlength=256)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(values), "L").histogram())
 
 
 def compute_histogram_std(histogram: np.ndarray) -> float:

@@ -10,7 +10,9 @@ and scored:
   blur, noise): a stand-in for another scanner that needs no second source.
 - X-ray: held-out AUC per source (head trained on both sources), and
   leave-one-source-out AUC (trained on NIH only, tested on every JSRT image,
-  and the reverse).
+  and the reverse). ``--per-source 1`` z-scores the pooled features with each
+  source's own mean and spread (of all its clean images, labels unused: what a
+  hospital could compute from its own archive) before the head.
 
 ``ct_check_lpctdx`` is never read here: it is measured once, after every choice.
 Features are cached under ``--cache`` (numpy ``.npz``, no pickle).
@@ -156,7 +158,19 @@ def run_ct(folder: Folder, size: int, method: str, copies: int, cache: Path, ext
                           "validation_foreign_look_auc": (foreign, val_y)})
 
 
-def run_xray(folder: Folder, size: int, method: str, copies: int, cache: Path, extractor: Extractor) -> dict[str, float]:
+def standardise_per_source(features: np.ndarray, sources: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each source's features z-scored with that source's own mean and spread (of ``reference``, unlabelled)."""
+    out = np.empty_like(features)
+    for source in np.unique(sources):
+        members = sources == source
+        mean = reference[members].mean(axis=0)
+        scale = reference[members].std(axis=0) + 1e-6
+        out[members] = (features[members] - mean) / scale
+    return out
+
+
+def run_xray(folder: Folder, size: int, method: str, copies: int, cache: Path, extractor: Extractor,
+             per_source: bool = False) -> dict[str, float]:
     split = split_by_source(folder)
     reference = reference_cdf([folder.grays[i] for i in split["train"]], size) if method == "match" else None
     clean = features_for(cache, f"xray_{method}_{size}_clean",
@@ -169,6 +183,13 @@ def run_xray(folder: Folder, size: int, method: str, copies: int, cache: Path, e
         every = np.arange(len(labels))
         augmented = features_for(cache, f"xray_{method}_{size}_aug{copies}", lambda: extract(
             extractor, [vary_look(folder.grays[i], rng) for _ in range(copies) for i in every], method, reference))
+    if per_source:
+        # statistics of every clean image of a source, labels unused: what a hospital can compute from its archive
+        raw_clean = clean
+        clean = standardise_per_source(raw_clean, sources, raw_clean)
+        if augmented is not None:
+            copy_sources = np.tile(sources, copies)
+            augmented = standardise_per_source(augmented, copy_sources, np.tile(raw_clean, (copies, 1)))
 
     def training_set(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x, y = clean[indices], labels[indices]
@@ -204,33 +225,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="stretch,equalize,match")
     parser.add_argument("--sizes", default="224")
     parser.add_argument("--copies", default="0,2", help="augmented copies per training image")
+    parser.add_argument("--per-source", default="0", help="X-ray: 0 = raw features, 1 = z-scored per source; e.g. 0,1")
     parser.add_argument("--cache", default="/tmp/lungledger_ablation")
     parser.add_argument("--report", default="ablation.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    per_source_choices = [bool(int(value)) for value in args.per_source.split(",")]
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     rows = []
     report = Path(args.report)
     if report.exists():
         rows = json.loads(report.read_text())
-    done = {(r["modality"], r["method"], r["size"], r["copies"]) for r in rows}
+    done = {(r["modality"], r["method"], r["size"], r["copies"], bool(r.get("per_source", False))) for r in rows}
     for modality in args.modality or ["ct", "xray"]:
         folder = read_folder(modality)
         for size in [int(s) for s in args.sizes.split(",")]:
             extractor = Extractor(size)
             for method in args.methods.split(","):
                 for copies in [int(c) for c in args.copies.split(",")]:
-                    if (modality, method, size, copies) in done:
-                        continue
-                    started = time.monotonic()
-                    run = run_ct if modality == "ct" else run_xray
-                    result = run(folder, size, method, copies, cache, extractor)
-                    row = {"modality": modality, "method": method, "size": size, "copies": copies, **result,
-                           "seconds": round(time.monotonic() - started, 1)}
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
-                    report.write_text(json.dumps(rows, indent=1))
+                    for per_source in per_source_choices if modality == "xray" else [False]:
+                        if (modality, method, size, copies, per_source) in done:
+                            continue
+                        started = time.monotonic()
+                        if modality == "ct":
+                            result = run_ct(folder, size, method, copies, cache, extractor)
+                        else:
+                            result = run_xray(folder, size, method, copies, cache, extractor, per_source)
+                        row = {"modality": modality, "method": method, "size": size, "copies": copies,
+                               "per_source": per_source, **result, "seconds": round(time.monotonic() - started, 1)}
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
+                        report.write_text(json.dumps(rows, indent=1))
     return 0
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diagnostics.auc import compute_auc
+from diagnostics.auc import compute_auc as compute_auc  # re-exported: training code imports it from here
 
 Z_95 = 1.959963984540054
 BOOTSTRAP_RESAMPLES = 2000

@@ -40,7 +40,8 @@ import numpy as np
 from diagnostics.gate import GATE_CLASSES, GATE_FILE
 from diagnostics.preprocessing import DEFAULT_HARMONISATION, HARMONISATIONS, INPUT_SIZE, to_model_input
 from training import card as card_module
-from training.ablation import NIH, JSRT, Folder, read_folder, split_by_source, split_three
+from training.ablation import NIH, JSRT, Folder, read_folder, split_by_source
+from training.split import split_three
 from training.data import REPO_ROOT, compute_digest, default_data_dir
 from training.heads import (choose_l2, compute_brier, compute_ece, compute_sigmoid, fit_gaussian, fit_logistic,
                             fit_temperature, reliability_bins)

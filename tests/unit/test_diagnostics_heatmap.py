@@ -13,6 +13,7 @@ from diagnostics.heatmap import (
     HEATMAP_MAX_SIDE,
     MAX_OPACITY,
     compute_cam,
+    encode_rgba_png,
     get_display_size,
     render_heatmap_png,
     render_image_png,
@@ -79,3 +80,9 @@ def test_display_picture_of_a_dicom_image() -> None:
 def test_colour_map_runs_from_blue_to_red() -> None:
     assert COLOUR_MAP.shape == (256, 3)
     assert COLOUR_MAP[0, 2] > COLOUR_MAP[0, 0] and COLOUR_MAP[255, 0] > COLOUR_MAP[255, 2]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 7), (48, 64)])
+def test_the_direct_png_writer_round_trips_through_pillow(shape: tuple[int, int]) -> None:
+    rgba = np.random.default_rng(shape[1]).integers(0, 256, (*shape, 4), dtype=np.uint8)
+    assert np.array_equal(decode_rgba(encode_rgba_png(rgba)), rgba)

@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from diagnostics.preprocessing import compute_percentiles, to_model_input, to_model_square
+from diagnostics.preprocessing import (
+    apply_clahe,
+    compute_percentiles,
+    harmonise,
+    resize_uint8,
+    to_model_input,
+    to_model_square,
+)
 
 
 @settings(max_examples=200)
@@ -53,3 +60,26 @@ def test_equalised_input_hardly_depends_on_window_and_gamma(low: float, high: fl
     stretched = to_model_square(base, 128, "stretch").astype(int), to_model_square(windowed, 128, "stretch")
     assert np.median(np.abs(stretched[0] - stretched[1].astype(int))[inside_small]) >= \
         np.median(np.abs(reference - changed)[inside_small])
+
+
+def test_clahe_matches_scikit_image_and_evens_out_a_dark_and_a_bright_half() -> None:
+    from skimage import exposure
+
+    rng = np.random.default_rng(3)
+    image = np.clip(rng.normal(128, 30, (128, 128)), 0, 255).astype(np.uint8)
+    image[:, :64] //= 4  # a dark left half: a global table cannot lift both halves
+    ours = apply_clahe(image, tiles=8, clip=2.0).astype(np.float64)
+    reference = exposure.equalize_adapthist(image, kernel_size=16, clip_limit=2.0 / 256, nbins=256) * 255.0
+    assert np.corrcoef(ours.ravel(), reference.ravel())[0, 1] > 0.97  # skimage redistributes the clipped excess iteratively
+    gap_before = float(image[:, 72:].mean()) - float(image[:, :56].mean())
+    assert 0 < ours[:, 72:].mean() - ours[:, :56].mean() < 0.8 * gap_before  # the dark half was lifted locally
+    square = to_model_square(image, 64, "clahe")
+    assert square.dtype == np.uint8 and square.shape == (64, 64)
+    assert np.array_equal(to_model_input(image, 64, "clahe")[:, :, 1], square)
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(8, 60), st.integers(8, 60))), st.sampled_from(["stretch", "equalize"]))
+def test_pillow_path_equals_the_numpy_tables(pixels: np.ndarray, method: str) -> None:
+    """The serving path (Pillow histogram + point) gives exactly the numpy reference (bincount + table)."""
+    assert np.array_equal(to_model_square(pixels, 32, method), harmonise(resize_uint8(pixels, 32), method))
