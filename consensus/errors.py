@@ -20,6 +20,8 @@ REASON_CODES = frozenset(
         "empty-block",
         "foreign-record",
         "bad-genesis",
+        "signer-limit",
+        "below-final",
     }
 )
 

@@ -15,6 +15,7 @@ neither can extend the chain alone and liveness needs both.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 
 
 def signer_limit(member_count: int) -> int:
@@ -31,4 +32,4 @@ def may_sign(miner_id: bytes, recent_miners: Sequence[bytes], member_count: int)
     first, genesis excluded (``BlockTree.get_recent_miners(parent, signer_limit(N) - 1)``).
     """
     window = signer_limit(member_count) - 1
-    return miner_id not in recent_miners[:window]
+    return miner_id not in islice(recent_miners, window)

@@ -61,11 +61,12 @@ async def miner_context(app: web.Application) -> AsyncIterator[None]:
     miner = Miner(app[CHAIN], app[IDENTITY])
     app[MINER] = miner
 
-    async def wake_on_reorg(results: Sequence[AddResult], source: Any) -> None:
-        if any(r.reorg is not None for r in results):
+    async def wake_on_tip_change(results: Sequence[AddResult], source: Any) -> None:
+        # Any new tip: re-mined records after a reorg, or (signer limit) our turn to sign again.
+        if any(r.tip_changed for r in results):
             miner.wake()
 
-    app[CHAIN].listeners.append(wake_on_reorg)
+    app[CHAIN].listeners.append(wake_on_tip_change)
     task = asyncio.create_task(miner.run(), name="miner")
     yield
     task.cancel()

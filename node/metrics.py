@@ -53,6 +53,8 @@ class NodeMetrics:
                 self.reorg_depth.observe(result.reorg.depth)
             if result.refused_deep:
                 self.blocks_rejected.labels(reason="reorg-too-deep").inc()
+            if result.refused_final:
+                self.blocks_rejected.labels(reason="below-final").inc()
 
     def on_rejected(self, reason: str) -> None:
         self.blocks_rejected.labels(reason=reason).inc()

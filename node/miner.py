@@ -2,6 +2,9 @@
 
 Mines only when records are pending (no empty blocks), in chunks of nonces on
 a worker thread, and abandons the work as soon as the best tip changes.
+Under the signer limit it builds only on a tip where this member may sign
+(``consensus.signers.may_sign``); otherwise it sleeps until the tip changes
+(the node wakes it on every tip change, ``node.app.miner_context``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from consensus.builders import make_header_template, sign_block
+from consensus.blocktree import ChainView
 from consensus.pow import mine_header
+from consensus.signers import may_sign, signer_limit
 from consensus.types import MAX_BLOCK_BYTES, BlockHeader, DiagnosisRecord
 from node.chain import ChainService
 from node.identity import NodeIdentity
@@ -42,6 +47,7 @@ class Miner:
         self.blocks_mined = 0
         self.abandoned = 0
         self.mining_on: bytes | None = None  # parent hash of the block being mined, for status and tests
+        self.waiting_for_turn: bytes | None = None  # tip this member may not sign after (signer limit)
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -55,12 +61,22 @@ class Miner:
             while await self._mine_once():
                 pass
 
+    def is_eligible(self, view: ChainView) -> bool:
+        """May this member sign the block after ``view``'s tip (the signer limit)?"""
+        member_count = len(self.chain.params.members)
+        recent = view.get_recent_miners(view.tip, signer_limit(member_count) - 1)
+        return may_sign(self.identity.member_id, recent, member_count)
+
     async def _mine_once(self) -> bool:
-        """Mine one block from pending records; False when nothing is pending."""
+        """Mine one block from pending records; False when nothing is pending or it is not our turn."""
         records = select_records(await self.chain.get_pending(MAX_RECORDS_PER_BLOCK))
         if not records:
             return False
         view = self.chain.view
+        if not self.is_eligible(view):
+            self.waiting_for_turn = view.tip_hash
+            return False  # wait: the next tip change wakes us
+        self.waiting_for_turn = None
         parent = view.tip
         timestamp = max(self.chain.clock_ms(), view.get_median_time_past(parent) + 1)
         header = make_header_template(parent, records, timestamp, self.chain.params.difficulty, self.identity.member_id)

@@ -42,6 +42,7 @@ class AddResult:
     tip_changed: bool  # the best tip moved: to this block, or (its arrival made another branch win) elsewhere
     reorg: Reorg | None = None
     refused_deep: bool = False
+    refused_final: bool = False  # stored, but forks below the last final block: never best
 
     @classmethod
     def from_change(cls, change: HeadChange) -> AddResult:
@@ -49,7 +50,8 @@ class AddResult:
         if change.is_reorg:
             reorg = Reorg(len(change.disconnect), change.old_tip.block_hash, change.new_tip.block_hash,
                           change.fork.height)
-        return cls(change.block, change.block_on_best, change.tip_changed, reorg, change.refused_deep)
+        return cls(change.block, change.block_on_best, change.tip_changed, reorg, change.refused_deep,
+                   change.refused_final)
 
 
 @dataclass(frozen=True)

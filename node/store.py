@@ -79,7 +79,7 @@ class ChainStore:
                                (STATUS_VALID,))
         best = [bytes(row[0]) for row in self.db.execute("SELECT hash FROM best_chain ORDER BY height")]
         try:
-            tree = BlockTree.from_index((BlockMeta(*row) for row in rows), best, self.params.max_reorg_depth)
+            tree = BlockTree.from_index((BlockMeta(*r) for r in rows), best, self.params.max_reorg_depth, len(self.params.members))
         except TreeInconsistent as error:
             raise StoreCorrupt(str(error)) from error
         if self.get_block(tree.best[-1]).block_hash != tree.best[-1]:
@@ -203,7 +203,7 @@ class ChainStore:
     def _connect(self, block: Block, now_ms: int) -> AddResult:
         parent = self.tree.index[block.header.prev_hash]
         validate_block(block, self.params, parent, self.tree.get_median_time_past(parent), now_ms,
-                       lambda record_id: self._is_record_in_ancestry(record_id, parent))
+                       lambda record_id: self._is_record_in_ancestry(record_id, parent), self.tree.get_signer_window(parent))
         meta = compute_block_meta(block, parent.chain_work)
         self._insert_block_row(block, meta)
         self.db.executemany("INSERT INTO records VALUES (?, ?, ?)",
