@@ -4,19 +4,24 @@ Mines only when records are pending (no empty blocks), in chunks of nonces on
 a worker thread, and abandons the work as soon as the best tip changes.
 Under the signer limit it builds only on a tip where this member may sign
 (``consensus.signers.may_sign``); otherwise it sleeps until the tip changes
-(the node wakes it on every tip change, ``node.app.miner_context``).
+(the node wakes it on every tip change, ``node.app.miner_context``). A member
+out of turn (``consensus.signers.compute_turn_rank``) first waits
+``rank * OUT_OF_TURN_DELAY_S`` for the in-turn member's block, so that two
+members seldom mine on the same parent at once (each such race can leave two
+groups of nodes with different final blocks: docs/CONSENSUS.md, threat model).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from consensus.builders import make_header_template, sign_block
 from consensus.blocktree import ChainView
 from consensus.pow import mine_header
-from consensus.signers import may_sign, signer_limit
+from consensus.signers import compute_turn_rank, signer_limit
 from consensus.types import MAX_BLOCK_BYTES, BlockHeader, DiagnosisRecord
 from node.chain import ChainService
 from node.identity import NodeIdentity
@@ -26,6 +31,7 @@ log = logging.getLogger("lungledger.miner")
 MAX_RECORDS_PER_BLOCK = 200
 MAX_RECORD_BYTES_PER_BLOCK = MAX_BLOCK_BYTES // 2
 NONCES_PER_CHUNK = 4096
+OUT_OF_TURN_DELAY_S = 0.25  # per place in line behind the in-turn member
 
 
 def select_records(pending: list[DiagnosisRecord]) -> list[DiagnosisRecord]:
@@ -48,6 +54,8 @@ class Miner:
         self.abandoned = 0
         self.mining_on: bytes | None = None  # parent hash of the block being mined, for status and tests
         self.waiting_for_turn: bytes | None = None  # tip this member may not sign after (signer limit)
+        self.out_of_turn_delay_s = OUT_OF_TURN_DELAY_S
+        self.yielded = 0  # times another member's block came while we waited our place in line
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -63,9 +71,26 @@ class Miner:
 
     def is_eligible(self, view: ChainView) -> bool:
         """May this member sign the block after ``view``'s tip (the signer limit)?"""
-        member_count = len(self.chain.params.members)
-        recent = view.get_recent_miners(view.tip, signer_limit(member_count) - 1)
-        return may_sign(self.identity.member_id, recent, member_count)
+        return self.get_turn_rank(view) is not None
+
+    def get_turn_rank(self, view: ChainView) -> int | None:
+        """0 when in turn on ``view``'s tip, n when n eligible members come first, None when not eligible."""
+        members = [member.member_id for member in self.chain.params.members]
+        recent = view.get_recent_miners(view.tip, signer_limit(len(members)) - 1)
+        return compute_turn_rank(self.identity.member_id, recent, members, view.height + 1)
+
+    async def _wait_for_turn(self, view: ChainView, rank: int) -> bool:
+        """Out of turn: wait ``rank`` delays; False if the tip moved meanwhile (start again on the new tip)."""
+        deadline = asyncio.get_running_loop().time() + rank * self.out_of_turn_delay_s
+        while self.chain.view.tip_hash == view.tip_hash:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return True
+            self.wakeup.clear()  # set by tip changes (and new records: harmless, we look again)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), left)
+        self.yielded += 1
+        return False
 
     async def _mine_once(self) -> bool:
         """Mine one block from pending records; False when nothing is pending or it is not our turn."""
@@ -73,10 +98,13 @@ class Miner:
         if not records:
             return False
         view = self.chain.view
-        if not self.is_eligible(view):
+        rank = self.get_turn_rank(view)
+        if rank is None:
             self.waiting_for_turn = view.tip_hash
             return False  # wait: the next tip change wakes us
         self.waiting_for_turn = None
+        if rank and not await self._wait_for_turn(view, rank):
+            return True  # another member's block came first: look again on the new tip
         parent = view.tip
         timestamp = max(self.chain.clock_ms(), view.get_median_time_past(parent) + 1)
         header = make_header_template(parent, records, timestamp, self.chain.params.difficulty, self.identity.member_id)
