@@ -125,14 +125,16 @@ class ChainView:
     def get_distinct_confirmers(self, meta: BlockMeta) -> int:
         """Distinct members that mined ``meta`` or its best-chain descendants (0 off the best chain).
 
-        Counting stops once every member is seen.
+        Counted up to ``needed_confirmers`` (final): under the signer limit that is at most
+        ``signer_limit(N)`` blocks to read, wherever the block is.
         """
         if not self.is_on_best_chain(meta.block_hash):
             return 0
+        needed = self.needed_confirmers
         miners: set[bytes] = set()
         for block_hash in self.best[max(meta.height, 1):]:
             miners.add(self.metas[block_hash].miner_id)
-            if len(miners) >= self.member_count:
+            if len(miners) >= needed:
                 break
         return len(miners)
 

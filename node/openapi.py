@@ -80,7 +80,7 @@ SCHEMAS: dict[str, Any] = {
                               "signature": HEX_STRING, "record_hash": HEX_STRING, "encoded_hex": HEX_STRING}},
     "Finality": {"type": "object", "required": ["final", "distinct_members", "needed"],
                  "description": "final once `needed` (a majority) distinct members mined the block or its "
-                                "best-chain descendants; a final block is never reorged",
+                                "best-chain descendants (counted up to `needed`); a final block is never reorged",
                  "properties": {"final": {"type": "boolean"}, "distinct_members": {"type": "integer"},
                                 "needed": {"type": "integer"}}},
     "ChainPosition": {"type": "object",
