@@ -66,6 +66,12 @@ async def miner_context(app: web.Application) -> AsyncIterator[None]:
             miner.wake()
 
     app[CHAIN].listeners.append(wake_on_reorg)
+    app[CHAIN].record_listeners.append(lambda records, source: miner.wake())
+    if not app[CONFIG].mine:
+        log.info("mining disabled (mine: false): pending records are relayed for the other members to mine")
+        yield
+        miner.close()
+        return
     task = asyncio.create_task(miner.run(), name="miner")
     yield
     task.cancel()

@@ -1,4 +1,4 @@
-"""The miner: batches this node's pending records into blocks, off the event loop.
+"""The miner: batches pending records (this node's and relayed ones) into blocks, off the event loop.
 
 Mines only when records are pending (no empty blocks), in chunks of nonces on
 a worker thread, and abandons the work as soon as the best tip changes.
@@ -57,10 +57,10 @@ class Miner:
 
     async def _mine_once(self) -> bool:
         """Mine one block from pending records; False when nothing is pending."""
-        records = select_records(await self.chain.get_pending(MAX_RECORDS_PER_BLOCK))
+        view, pending = await self.chain.get_pending_at_view(MAX_RECORDS_PER_BLOCK)
+        records = select_records(pending)  # any member's records: the miner need not be their creator
         if not records:
             return False
-        view = self.chain.view
         parent = view.tip
         timestamp = max(self.chain.clock_ms(), view.get_median_time_past(parent) + 1)
         header = make_header_template(parent, records, timestamp, self.chain.params.difficulty, self.identity.member_id)
