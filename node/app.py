@@ -66,7 +66,7 @@ async def miner_context(app: web.Application) -> AsyncIterator[None]:
             miner.wake()
 
     app[CHAIN].listeners.append(wake_on_reorg)
-    app[CHAIN].record_listeners.append(lambda records, source: miner.wake())
+    app[CHAIN].record_listeners.append(miner.on_pending)
     if not app[CONFIG].mine:
         log.info("mining disabled (mine: false): pending records are relayed for the other members to mine")
         yield

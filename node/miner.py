@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from consensus.builders import make_header_template, sign_block
 from consensus.pow import mine_header
 from consensus.types import MAX_BLOCK_BYTES, BlockHeader, DiagnosisRecord
+from node.carry import CarrySchedule
 from node.chain import ChainService
 from node.identity import NodeIdentity
 
@@ -42,9 +44,26 @@ class Miner:
         self.blocks_mined = 0
         self.abandoned = 0
         self.mining_on: bytes | None = None  # parent hash of the block being mined, for status and tests
+        self.carry = CarrySchedule(identity.member_id, [m.member_id for m in chain.params.members])
+        self.wake_timer: asyncio.TimerHandle | None = None
 
     def wake(self) -> None:
         self.wakeup.set()
+
+    def on_pending(self, records: Sequence[DiagnosisRecord], source: object) -> None:
+        """Records newly pending (ours, or relayed by a peer: their arrival starts their carry delay)."""
+        self.carry.on_arrival(records, source)
+        self.wake()
+
+    def _wake_in(self, delay_s: float) -> None:
+        """Wake when a deferred record is due (one timer: the earliest)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay_s
+        timer = self.wake_timer
+        if timer is None or timer.cancelled() or timer.when() <= loop.time() or due < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self.wake_timer = loop.call_at(due, self.wake)
 
     async def run(self) -> None:
         """Mine until cancelled. Wakes on new pending records and on tip changes."""
@@ -58,7 +77,10 @@ class Miner:
     async def _mine_once(self) -> bool:
         """Mine one block from pending records; False when nothing is pending."""
         view, pending = await self.chain.get_pending_at_view(MAX_RECORDS_PER_BLOCK)
-        records = select_records(pending)  # any member's records: the miner need not be their creator
+        due, wait_s = self.carry.get_due(pending, view)  # any member's records, in their carrier order
+        if wait_s is not None:
+            self._wake_in(wait_s)
+        records = select_records(due)
         if not records:
             return False
         parent = view.tip
@@ -93,4 +115,6 @@ class Miner:
             self.mining_on = None
 
     def close(self) -> None:
+        if self.wake_timer is not None:
+            self.wake_timer.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,50 @@
+"""The carrier order of relayed records: creator first, then members after it, skipping those the signer limit stops."""
+
+from __future__ import annotations
+
+from consensus.blocktree import BlockTree
+from consensus.builders import compute_block_meta
+from node.carry import CARRY_DELAY_S, CarrySchedule, compute_carry_rank, get_recent_miners
+from tests.support.builders import make_chain, make_member, make_record, mine_block
+
+A, B, C, D = (make_member(name, seed) for seed, name in enumerate("ABCD", start=41))
+IDS = [m.member_id for m in (A, B, C, D)]
+PARAMS, GENESIS = make_chain([A, B, C, D], difficulty=1)
+
+
+def view_after(*miners):  # type: ignore[no-untyped-def]
+    """A chain view whose blocks (oldest first) were mined by ``miners``."""
+    meta = compute_block_meta(GENESIS, 0)
+    tree = BlockTree(meta, 100)
+    for member in miners:
+        block = mine_block(meta, member, [make_record(member)], difficulty=1)
+        meta = compute_block_meta(block, meta.chain_work)
+        tree.apply_head_change(tree.on_block(meta))
+    return tree.get_view()
+
+
+def test_creator_first_then_the_members_after_it() -> None:
+    assert [compute_carry_rank(m, B.member_id, IDS, []) for m in IDS] == [3, 0, 1, 2]
+
+
+def test_members_the_signer_limit_stops_are_skipped() -> None:
+    """4 members: window 3, so the miners of the last 2 blocks may not sign; B (creator) and C signed them."""
+    recent = get_recent_miners(view_after(A, C, B), 2)
+    assert recent == [B.member_id, C.member_id]
+    ranks = {m: compute_carry_rank(m, B.member_id, IDS, recent) for m in IDS}
+    assert ranks == {D.member_id: 0, A.member_id: 1, B.member_id: 4, C.member_id: 4}
+
+
+def test_a_relayed_record_waits_its_rank_own_records_and_unseen_arrivals_do_not() -> None:
+    now = [100.0]
+    schedule = CarrySchedule(C.member_id, IDS, clock=lambda: now[0])  # C is third after A: rank 2
+    relayed, unseen, own = make_record(A), make_record(A), make_record(C)
+    schedule.on_arrival([relayed], source=b"peer")
+    schedule.on_arrival([own], source=None)
+    view = view_after()
+    due, wait = schedule.get_due([relayed, unseen, own], view)
+    assert [r.record_id for r in due] == [unseen.record_id, own.record_id]
+    assert wait is not None and abs(wait - 2 * CARRY_DELAY_S) < 1e-9
+    now[0] += 2 * CARRY_DELAY_S
+    due, wait = schedule.get_due([relayed], view)
+    assert [r.record_id for r in due] == [relayed.record_id] and wait is None
