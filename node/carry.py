@@ -12,8 +12,11 @@ after the record has waited ``rank × CARRY_DELAY_S`` here (from its arrival),
 so a creator that is down, cannot sign, or leaves the record out is bypassed
 within a fraction of a second, and a censoring member cannot hold it back.
 
-Records whose arrival this node did not see (queued before a restart, or
-returned by a reorg) are due at once. Own records are always due.
+A record whose arrival this node did not see (queued before a restart, or
+returned to the pool by a reorg) counts as arriving when the miner first sees
+it: after a reorg every node holds the losing block's records again, and
+letting all of them mine those at once made the races (and reorgs) feed
+themselves. Own records are always due.
 """
 
 from __future__ import annotations
@@ -75,10 +78,12 @@ class CarrySchedule:
         due: list[DiagnosisRecord] = []
         wait: float | None = None
         for record in pending:
-            arrived = self.arrivals.get(record.record_id)
-            rank = 0 if record.member_id == self.own_id else compute_carry_rank(
-                self.own_id, record.member_id, self.member_ids, recent)
-            remaining = 0.0 if arrived is None else arrived + rank * CARRY_DELAY_S - now
+            if record.member_id == self.own_id:
+                due.append(record)
+                continue
+            arrived = self.arrivals.setdefault(record.record_id, now)
+            rank = compute_carry_rank(self.own_id, record.member_id, self.member_ids, recent)
+            remaining = arrived + rank * CARRY_DELAY_S - now
             if remaining <= 0:
                 due.append(record)
             else:

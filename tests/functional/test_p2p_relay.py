@@ -101,6 +101,11 @@ async def test_one_uploading_site_is_carried_by_the_others(tmp_path: Path) -> No
         await assert_each_once(network.nodes, ids)
         await wait_until(lambda: all(n.view.pending_count == 0 for n in network.nodes), TIMEOUT_S, "empty pools")
         assert uploader.miner.blocks_mined == 0
+        # flood with dedup: a carrier admits a record at most once, from whichever peer sent it first
+        # (fewer if a block holding it arrived before any copy did)
+        for node in (carrier, site):
+            assert 0 < node.network.relay.records_accepted <= len(ids)
+        assert uploader.network.relay.records_accepted == 0
 
         # 3. forged, foreign and malformed records ban their sender; nothing enters a pool
         forged = replace(make_record(uploader.member), fused_ppm=123)  # changed after the creator signed it

@@ -35,16 +35,31 @@ def test_members_the_signer_limit_stops_are_skipped() -> None:
     assert ranks == {D.member_id: 0, A.member_id: 1, B.member_id: 4, C.member_id: 4}
 
 
-def test_a_relayed_record_waits_its_rank_own_records_and_unseen_arrivals_do_not() -> None:
+def test_a_relayed_record_waits_its_rank_and_own_records_do_not() -> None:
     now = [100.0]
     schedule = CarrySchedule(C.member_id, IDS, clock=lambda: now[0])  # C is third after A: rank 2
     relayed, unseen, own = make_record(A), make_record(A), make_record(C)
     schedule.on_arrival([relayed], source=b"peer")
     schedule.on_arrival([own], source=None)
     view = view_after()
-    due, wait = schedule.get_due([relayed, unseen, own], view)
-    assert [r.record_id for r in due] == [unseen.record_id, own.record_id]
+    due, wait = schedule.get_due([relayed, own], view)
+    assert [r.record_id for r in due] == [own.record_id]
     assert wait is not None and abs(wait - 2 * CARRY_DELAY_S) < 1e-9
-    now[0] += 2 * CARRY_DELAY_S
-    due, wait = schedule.get_due([relayed], view)
-    assert [r.record_id for r in due] == [relayed.record_id] and wait is None
+    now[0] += CARRY_DELAY_S
+    # a record the node did not see arrive (restart, reorg) waits its rank from now, like a relayed one
+    due, wait = schedule.get_due([relayed, unseen], view)
+    assert due == [] and wait is not None and abs(wait - CARRY_DELAY_S) < 1e-9
+    now[0] += CARRY_DELAY_S + 1e-6
+    due, wait = schedule.get_due([relayed, unseen], view)
+    assert [r.record_id for r in due] == [relayed.record_id]
+    assert wait is not None and abs(wait - CARRY_DELAY_S) < 1e-5
+    now[0] += CARRY_DELAY_S
+    assert [r.record_id for r in schedule.get_due([unseen], view)[0]] == [unseen.record_id]
+
+
+def test_the_first_carrier_takes_a_record_at_once() -> None:
+    schedule = CarrySchedule(B.member_id, IDS, clock=lambda: 5.0)  # B comes right after A
+    record = make_record(A)
+    schedule.on_arrival([record], source=b"peer")
+    due, wait = schedule.get_due([record], view_after(A))  # A signed the tip: it may not sign the next block
+    assert [r.record_id for r in due] == [record.record_id] and wait is None
