@@ -18,7 +18,6 @@ REASON_CODES = frozenset(
         "reorg-too-deep",
         "bad-difficulty",
         "empty-block",
-        "foreign-record",
         "bad-genesis",
         "signer-limit",
         "below-final",

@@ -99,19 +99,20 @@ def validate_block_body(block: Block, params: ChainParams) -> None:
         raise ValidationError("bad-merkle", "Merkle root does not match the records")
     seen: set[bytes] = set()
     for record in block.records:
-        validate_record(record, block.header.miner_id, params)
+        validate_record(record, params)
         if record.record_id in seen:
             raise ValidationError("duplicate-record", f"record {record.record_id.hex()} appears twice in the block")
         seen.add(record.record_id)
 
 
-def validate_record(record: DiagnosisRecord, miner_id: bytes, params: ChainParams) -> None:
-    """Creator is a member, is the block's miner, and signed the record."""
+def validate_record(record: DiagnosisRecord, params: ChainParams) -> None:
+    """Creator is a member and signed the record (any member may carry it: the miner need not be the creator).
+
+    The same check admits a relayed record into a node's pending pool.
+    """
     creator = params.members_by_id.get(record.member_id)
     if creator is None:
         raise ValidationError("unknown-member", f"record creator {record.member_id.hex()} is not a member")
-    if record.member_id != miner_id:
-        raise ValidationError("foreign-record", "a block may only carry records created by its miner")
     if not is_signature_valid(creator.public_key, record.signature, RECORD_DOMAIN, record.signing_bytes):
         raise ValidationError("bad-signature", f"record {record.record_id.hex()} signature does not verify")
 

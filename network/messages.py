@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from consensus.crypto import MEMBER_ID_BYTES, SIGNATURE_BYTES
 from consensus.encoding import expect_array, expect_bytes, expect_int, expect_list, expect_str
-from consensus.types import HASH_BYTES, MAX_BLOCK_BYTES
+from consensus.types import HASH_BYTES, MAX_BLOCK_BYTES, MAX_RECORD_BYTES
 from network.constants import (
     MAX_BLOCKS_PER_REQUEST,
     MAX_HEADER_BYTES,
@@ -20,6 +20,7 @@ from network.constants import (
     MAX_HOST_CHARS,
     MAX_LOCATOR_HASHES,
     MAX_PEERS_PER_MESSAGE,
+    MAX_RECORDS_PER_MESSAGE,
     MAX_USER_AGENT_CHARS,
     NONCE_BYTES,
 )
@@ -161,6 +162,23 @@ class NotFound:
 
 
 @dataclass(frozen=True)
+class Records:
+    """Pending records relayed to a peer, each as its own canonical bytes (decoded by consensus/)."""
+
+    TYPE: ClassVar[str] = "records"
+    records: tuple[bytes, ...]
+
+    def to_fields(self) -> list[Any]:
+        return [list(self.records)]
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Records:
+        (records,) = expect_list(value, 1, "records")
+        items = expect_array(records, "records.records", MAX_RECORDS_PER_MESSAGE)
+        return cls(tuple(expect_bytes(r, "record", max_length=MAX_RECORD_BYTES) for r in items))
+
+
+@dataclass(frozen=True)
 class GetPeers:
     TYPE: ClassVar[str] = "get_peers"
 
@@ -234,9 +252,11 @@ class Pong:
         return cls(expect_int(nonce, "pong.nonce", 0, MAX_U64))
 
 
-Message = Hello | Auth | Announce | GetHeaders | Headers | GetBlocks | Blocks | NotFound | GetPeers | Peers | Ping | Pong
+Message = (Hello | Auth | Announce | GetHeaders | Headers | GetBlocks | Blocks | NotFound | GetPeers | Peers | Ping | Pong
+           | Records)
 
 MESSAGE_TYPES: dict[str, Any] = {
     cls.TYPE: cls
-    for cls in (Hello, Auth, Announce, GetHeaders, Headers, GetBlocks, Blocks, NotFound, GetPeers, Peers, Ping, Pong)
+    for cls in (Hello, Auth, Announce, GetHeaders, Headers, GetBlocks, Blocks, NotFound, GetPeers, Peers, Ping, Pong,
+                Records)
 }

@@ -28,6 +28,7 @@ class NodeConfig:
     tls: bool = True  # HTTPS for the API and mutual TLS for peer links; false only for development
     tls_cert: Path | None = None  # operator certificate (PEM) shown to browsers; default: the node's own
     tls_key: Path | None = None  # its private key (PEM), if not in tls_cert
+    mine: bool = True  # false: never mine; the node still relays its records and peers' for the others to mine
 
     @property
     def resolved_genesis_path(self) -> Path:

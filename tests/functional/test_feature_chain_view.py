@@ -46,7 +46,9 @@ def mine_branch(genesis: Block, member_keys: list, count: int) -> list[Block]:
 
 
 async def test_readers_see_only_committed_best_chains(tmp_path: Path) -> None:
-    network = TestNetwork.create(tmp_path, 1, extra_members=[m.member for m in X + Y], max_reorg_depth=1000)
+    # The node's miner is off: each reorg returns the losing branch's records to its pending pool (any
+    # member may mine them), and blocks it mined would be commits the driver did not note.
+    network = TestNetwork.create(tmp_path, 1, extra_members=[m.member for m in X + Y], max_reorg_depth=1000, mine=False)
     assert network.genesis is not None
     branches = [mine_branch(network.genesis.block, X, BRANCH_LENGTH), mine_branch(network.genesis.block, Y, BRANCH_LENGTH)]
     await network.start()

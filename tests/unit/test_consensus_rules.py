@@ -12,7 +12,7 @@ from consensus.errors import ValidationError
 from consensus.forkchoice import ForkSide, on_candidate_tip
 from consensus.merkle import compute_merkle_root
 from consensus.types import MAX_BLOCK_BYTES, Block, DiagnosisRecord
-from consensus.validation import MAX_FUTURE_MS, compute_median_time_past, validate_block
+from consensus.validation import MAX_FUTURE_MS, compute_median_time_past, validate_block, validate_record
 from tests.support.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block, resign
 
 A = make_member("A", 1)
@@ -117,8 +117,27 @@ def test_unknown_member_record_creator() -> None:
     expect("unknown-member", good_block(records=[record]))
 
 
-def test_foreign_record() -> None:
-    expect("foreign-record", good_block(records=[make_record(B)]))
+def test_block_may_carry_other_members_records() -> None:
+    """A's block carrying B's record (signed by B) is valid: any member may carry any member's records."""
+    check(good_block(records=[make_record(B), make_record(A)]))
+
+
+def test_carried_record_still_needs_its_creators_signature() -> None:
+    """The miner carrying a record cannot sign it in the creator's place: a record B 'created' but A signed fails."""
+    forged = sign_record(replace(make_record(B), signature=b""), A.key)
+    expect("bad-signature", good_block(records=[forged]))
+
+
+def test_carried_record_of_a_non_member_is_refused() -> None:
+    expect("unknown-member", good_block(records=[make_record(A), make_record(OUTSIDER)]))
+
+
+def test_validate_record_alone() -> None:
+    """The rule a relayed record passes to enter a pending pool is the block's record rule."""
+    validate_record(make_record(B), PARAMS)
+    with pytest.raises(ValidationError) as raised:
+        validate_record(replace(make_record(B), fused_ppm=7), PARAMS)
+    assert raised.value.code == "bad-signature"
 
 
 def test_signer_limit() -> None:

@@ -7,6 +7,7 @@ distinct members is final), so honest branches rotate their miners.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,7 @@ def test_reorg_returns_own_records_and_they_are_mined_again(tmp_path: Path) -> N
     store = open_store(tmp_path / "a.db", A)
     own = extend(store, (A, B), 2)  # two distinct miners: not final yet
     store.add_blocks(own, NOW)
-    own_ids = {r.record_id for r in own[0].records}
+    own_ids = {r.record_id for b in own for r in b.records}  # any member's records come back (relay)
     rival = extend(store, (C, D, B), 3, parent_hash=store.genesis.block_hash)
     results = store.add_blocks(rival, NOW).accepted
     reorgs = [r.reorg for r in results if r.reorg]
@@ -240,3 +241,60 @@ def test_outcome_does_not_depend_on_arrival_order(tmp_path: Path) -> None:
         assert verify_best_chain(store, NOW).valid
         store.close()
     assert set(tips.values()) == {honest[-1].block_hash}, tips
+
+
+# ------------------------------------------------------------------ relayed records (issue 12: liveness)
+def test_peer_records_enter_the_pool_once_and_survive_a_restart(tmp_path: Path) -> None:
+    """A's node admits B's and C's signed records; duplicates and records on the best chain are ignored."""
+    store = open_store(tmp_path / "a.db", A)
+    mined = make_record(B)
+    store.add_block(mine_block(store.tip, B, [mined]), NOW)
+    fresh = [make_record(B), make_record(C)]
+    result = store.add_peer_records([mined, *fresh])
+    assert [r.record_id for r in result.accepted] == [r.record_id for r in fresh]
+    assert (result.ignored, result.refused, result.error) == (1, 0, None)
+    again = store.add_peer_records(fresh)
+    assert (again.accepted, again.ignored) == ([], 2)
+    assert store.view.pending_count == 2
+    store.close()
+    reopened = open_store(tmp_path / "a.db", A)
+    assert [r.record_id for r in reopened.pending.get_records(10)] == [r.record_id for r in fresh]
+
+
+def test_a_forged_peer_record_stops_the_batch_and_never_enters(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "a.db", A)
+    good, forged, after = make_record(B), replace(make_record(C), fused_ppm=1), make_record(D)
+    result = store.add_peer_records([good, forged, after])
+    assert result.error is not None and result.error.code == "bad-signature"
+    assert [r.record_id for r in result.accepted] == [good.record_id]
+    assert not store.pending.contains(forged.record_id) and not store.pending.contains(after.record_id)
+    outsider = make_member("Outsider", 99)
+    refused = store.add_peer_records([make_record(outsider)])
+    assert refused.error is not None and refused.error.code == "unknown-member"
+    assert store.pending.count() == 1
+
+
+def test_a_full_pool_refuses_peer_records_but_never_our_own(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "a.db", A)
+    store.pending.max_records = 2
+    result = store.add_peer_records([make_record(B), make_record(C), make_record(D)])
+    assert (len(result.accepted), result.refused, result.error) == (2, 1, None)
+    store.add_pending_record(make_record(A))  # acknowledged to a user: always queued
+    assert store.pending.count() == 3
+
+
+def test_a_block_of_carried_records_empties_the_pool_and_a_reorg_brings_them_back(tmp_path: Path) -> None:
+    """B mines C's relayed records; a longer rival branch drops B's block: C's records (not ours) return."""
+    store = open_store(tmp_path / "a.db", A)
+    carried = [make_record(C), make_record(C)]
+    store.add_peer_records(carried)
+    block = mine_pending(store, B)
+    assert block is not None and block.header.miner_id == B.member_id
+    assert store.pending.count() == 0
+    rival = extend(store, (D, C), 2, parent_hash=store.genesis.block_hash)
+    store.add_blocks(rival, NOW)
+    assert store.tip.block_hash == rival[-1].block_hash
+    assert {r.record_id for r in store.pending.get_records(10)} == {r.record_id for r in carried}
+    mine_pending(store, A)
+    assert {r.record_id for r in carried} <= best_record_ids(store)
+    assert verify_best_chain(store, NOW).valid
