@@ -6,7 +6,8 @@ all but one block would go stale (measured: two stale blocks per upload on
 three nodes). As Clique's in-turn / out-of-turn signers (EIP-225), each record
 gets an order of carriers: its creator first, then the other members in
 genesis order after the creator, skipping those the signer limit
-(``consensus.signers.may_sign``) does not let sign the next block. A node
+(``consensus.signers.may_sign``) does not let sign the next block (once the
+limit is enforced: ``SIGNER_LIMIT_ENFORCED``). A node
 mines a record at once when it is first in that order, and otherwise only
 after the record has waited ``rank × CARRY_DELAY_S`` here (from its arrival),
 so a creator that is down, cannot sign, or leaves the record out is bypassed
@@ -30,6 +31,9 @@ from consensus.signers import may_sign, signer_limit
 from consensus.types import DiagnosisRecord
 
 CARRY_DELAY_S = 0.1  # per rank: more than a block takes to be mined and reach the others on a LAN
+# Skip members the signer limit stops only once the limit is a validity rule (branch `rules`): while a
+# member may still sign twice in a row, treating it as stopped makes the next carrier race it.
+SIGNER_LIMIT_ENFORCED = False
 MAX_TRACKED_ARRIVALS = 50_000
 
 
@@ -45,7 +49,10 @@ def get_recent_miners(view: ChainView, count: int) -> list[bytes]:
 
 def compute_carry_rank(member_id: bytes, creator_id: bytes, member_ids: Sequence[bytes],
                        recent_miners: Sequence[bytes]) -> int:
-    """Position of ``member_id`` in the record's carrier order (0: mine at once); len(members) if not in it."""
+    """Position of ``member_id`` in the record's carrier order (0: mine at once); len(members) if not in it.
+
+    ``recent_miners`` (newest first) drop the members the signer limit stops; pass none to skip nobody.
+    """
     count = len(member_ids)
     start = member_ids.index(creator_id) if creator_id in member_ids else 0
     order = [member_ids[(start + step) % count] for step in range(count)]
@@ -56,10 +63,12 @@ def compute_carry_rank(member_id: bytes, creator_id: bytes, member_ids: Sequence
 class CarrySchedule:
     """Arrival times of relayed records at this node, and which pending records are due for this miner."""
 
-    def __init__(self, own_id: bytes, member_ids: Sequence[bytes], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, own_id: bytes, member_ids: Sequence[bytes], clock: Callable[[], float] = time.monotonic,
+                 signer_limit_enforced: bool = SIGNER_LIMIT_ENFORCED) -> None:
         self.own_id = own_id
         self.member_ids = list(member_ids)
         self.clock = clock
+        self.signer_limit_enforced = signer_limit_enforced
         self.arrivals: OrderedDict[bytes, float] = OrderedDict()
 
     def on_arrival(self, records: Sequence[DiagnosisRecord], source: object) -> None:
@@ -73,7 +82,7 @@ class CarrySchedule:
 
     def get_due(self, pending: Sequence[DiagnosisRecord], view: ChainView) -> tuple[list[DiagnosisRecord], float | None]:
         """The pending records this node may mine now, and in how many seconds the next deferred one is due."""
-        recent = get_recent_miners(view, signer_limit(len(self.member_ids)) - 1)
+        recent = get_recent_miners(view, signer_limit(len(self.member_ids)) - 1) if self.signer_limit_enforced else []
         now = self.clock()
         due: list[DiagnosisRecord] = []
         wait: float | None = None

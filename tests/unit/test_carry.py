@@ -58,8 +58,17 @@ def test_a_relayed_record_waits_its_rank_and_own_records_do_not() -> None:
 
 
 def test_the_first_carrier_takes_a_record_at_once() -> None:
-    schedule = CarrySchedule(B.member_id, IDS, clock=lambda: 5.0)  # B comes right after A
+    schedule = CarrySchedule(B.member_id, IDS, clock=lambda: 5.0, signer_limit_enforced=True)  # B right after A
     record = make_record(A)
     schedule.on_arrival([record], source=b"peer")
     due, wait = schedule.get_due([record], view_after(A))  # A signed the tip: it may not sign the next block
     assert [r.record_id for r in due] == [record.record_id] and wait is None
+
+
+def test_before_the_signer_limit_is_enforced_the_creator_stays_first() -> None:
+    """A may still sign after its own block, so B waits its rank instead of racing A."""
+    schedule = CarrySchedule(B.member_id, IDS, clock=lambda: 5.0, signer_limit_enforced=False)
+    record = make_record(A)
+    schedule.on_arrival([record], source=b"peer")
+    due, wait = schedule.get_due([record], view_after(A))
+    assert due == [] and wait is not None and abs(wait - CARRY_DELAY_S) < 1e-9
