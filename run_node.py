@@ -70,6 +70,7 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
         "peers": tuple(args.peer or ()),
         "plugin": "none" if args.no_diagnostics else args.plugin,
         "tls": False if args.no_tls else None,
+        "mine": False if args.no_mining else None,
     }
     if args.config:
         return NodeConfig.from_json_file(Path(args.config), **overrides)
@@ -416,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--no-diagnostics", action="store_true", help="relay-only node, no diagnostic plug-in")
     node.add_argument("--no-tls", action="store_true",
                       help="plain HTTP and unencrypted peer links (development only; peers must match)")
+    node.add_argument("--no-mining", action="store_true",
+                      help="never mine: relay this node's records (and peers') for the other members to mine")
     node.set_defaults(handler=command_node)
     testnet = sub.add_parser("testnet", help="run N local nodes (keys and genesis created on first run)")
     testnet.add_argument("--nodes", type=int, default=3)

@@ -15,11 +15,13 @@ transaction between the two calls. :meth:`BlockTree.get_view` returns a frozen
 
 Fork choice (``consensus.forkchoice`` compares two tips) runs as a tournament
 over every candidate tip after every block, so the head does not depend on
-the order blocks arrived in. Rules that later refine it plug in here:
-a finality rule (a block confirmed by a majority of distinct members is never
-disconnected) belongs in :meth:`BlockTree._choose_head` before the tip
-comparison; a signer limit is a validity rule and reads the recent miners of
-a parent through :meth:`BlockTree.get_recent_miners`.
+the order blocks arrived in. Before any tip comparison, finality prunes the
+candidates: the **last final block** (the highest best-chain block whose
+descendants-or-itself on the best chain were mined by ``signer_limit(N)``
+distinct members) is never disconnected, so a tip that does not descend from
+it is no candidate. The signer limit is a validity rule
+(``consensus.validation.validate_signer_limit``); it reads the recent miners
+of a parent through :meth:`BlockTree.get_recent_miners`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from consensus.forkchoice import ForkDecision, ForkSide, on_candidate_tip
+from consensus.signers import signer_limit
 from consensus.validation import MEDIAN_TIME_SPAN, BlockMeta, compute_median_time_past
 
 LOCATOR_DENSE = 10
@@ -54,6 +57,7 @@ class HeadChange:
     disconnect: tuple[bytes, ...] = ()
     connect: tuple[BlockMeta, ...] = ()
     refused_deep: bool = False
+    refused_final: bool = False  # the arriving block forks below the last final block: it can never be best
 
     @property
     def tip_changed(self) -> bool:
@@ -76,6 +80,8 @@ class ChainView:
     best: tuple[bytes, ...]
     metas: Mapping[bytes, BlockMeta]
     pending_count: int = 0
+    final_height: int = 0  # height of the last final block (genesis is final)
+    member_count: int = 1
 
     @property
     def tip(self) -> BlockMeta:
@@ -107,6 +113,33 @@ class ChainView:
 
     def get_confirmations(self, meta: BlockMeta) -> int:
         return self.height - meta.height + 1 if self.is_on_best_chain(meta.block_hash) else 0
+
+    @property
+    def needed_confirmers(self) -> int:
+        """Distinct members that make a block final: ``signer_limit(N)``."""
+        return signer_limit(self.member_count)
+
+    def is_final(self, meta: BlockMeta) -> bool:
+        return meta.height <= self.final_height and self.is_on_best_chain(meta.block_hash)
+
+    def get_distinct_confirmers(self, meta: BlockMeta) -> int:
+        """Distinct members that mined ``meta`` or its best-chain descendants (0 off the best chain).
+
+        Counted up to ``needed_confirmers`` (final): under the signer limit that is at most
+        ``signer_limit(N)`` blocks to read, wherever the block is.
+        """
+        if not self.is_on_best_chain(meta.block_hash):
+            return 0
+        needed = self.needed_confirmers
+        miners: set[bytes] = set()
+        for block_hash in self.best[max(meta.height, 1):]:
+            miners.add(self.metas[block_hash].miner_id)
+            if len(miners) >= needed:
+                break
+        return len(miners)
+
+    def get_recent_miners(self, meta: BlockMeta, count: int) -> list[bytes]:
+        return get_recent_miners(self.metas, meta, count)
 
     def get_locator(self) -> list[bytes]:
         return compute_locator(self.best)
@@ -144,6 +177,16 @@ def find_fork_height(best: Sequence[bytes], metas: Mapping[bytes, BlockMeta], lo
     return 0
 
 
+def get_recent_miners(metas: Mapping[bytes, BlockMeta], meta: BlockMeta, count: int) -> list[bytes]:
+    """Miners of ``meta`` and its ancestors, newest first, at most ``count`` (genesis excluded)."""
+    miners: list[bytes] = []
+    node: BlockMeta | None = meta
+    while node is not None and node.height > 0 and len(miners) < count:
+        miners.append(node.miner_id)
+        node = metas.get(node.prev_hash)
+    return miners
+
+
 def get_median_time_past(metas: Mapping[bytes, BlockMeta], meta: BlockMeta) -> int:
     """Median of ``meta``'s and its ancestors' timestamps (up to 11)."""
     timestamps, node = [], meta
@@ -160,19 +203,25 @@ def get_median_time_past(metas: Mapping[bytes, BlockMeta], meta: BlockMeta) -> i
 class BlockTree:
     """Index of valid blocks, candidate tips and the best chain (as Bitcoin Core's block index)."""
 
-    def __init__(self, genesis: BlockMeta, max_reorg_depth: int) -> None:
-        self.max_reorg_depth = max_reorg_depth
+    def __init__(self, genesis: BlockMeta, max_reorg_depth: int, member_count: int) -> None:
+        self.member_count = member_count
+        self.needed_confirmers = signer_limit(member_count)
+        # A deep-fork depth below the finality window protects nothing finality does not, and makes the
+        # head depend on arrival order: it is raised to signer_limit(N).
+        self.max_reorg_depth = max(max_reorg_depth, self.needed_confirmers)
         self.index: dict[bytes, BlockMeta] = {genesis.block_hash: genesis}
         self.tips: set[bytes] = {genesis.block_hash}  # valid blocks without children, still in the running
         self.best: list[bytes] = [genesis.block_hash]
+        self.final: BlockMeta = genesis  # the last final block; never disconnected
 
     @classmethod
-    def from_index(cls, metas: Iterable[BlockMeta], best: Sequence[bytes], max_reorg_depth: int) -> BlockTree:
+    def from_index(cls, metas: Iterable[BlockMeta], best: Sequence[bytes], max_reorg_depth: int,
+                   member_count: int) -> BlockTree:
         """Rebuild from stored metas and the stored best chain; raises TreeInconsistent."""
         index = {meta.block_hash: meta for meta in metas}
         if not best or best[0] not in index:
             raise TreeInconsistent("the best chain does not start at an indexed genesis")
-        tree = cls(index[best[0]], max_reorg_depth)
+        tree = cls(index[best[0]], max_reorg_depth, member_count)
         tree.index = index
         tree.tips = set(index) - {meta.prev_hash for meta in index.values()}
         tree.best = list(best)
@@ -180,6 +229,7 @@ class BlockTree:
             meta = index.get(block_hash)
             if meta is None or meta.height != height or (height and meta.prev_hash != tree.best[height - 1]):
                 raise TreeInconsistent(f"best chain entry at height {height} is not an indexed block on the chain")
+        tree._update_final()
         return tree
 
     # ----------------------------------------------------------------- reading
@@ -226,16 +276,20 @@ class BlockTree:
 
     def get_recent_miners(self, meta: BlockMeta, count: int) -> list[bytes]:
         """Miners of ``meta`` and its ancestors, newest first, at most ``count`` (genesis excluded)."""
-        miners: list[bytes] = []
-        node: BlockMeta | None = meta
-        while node is not None and node.height > 0 and len(miners) < count:
-            miners.append(node.miner_id)
-            node = self.index.get(node.prev_hash)
-        return miners
+        return get_recent_miners(self.index, meta, count)
+
+    def get_signer_window(self, parent: BlockMeta) -> list[bytes]:
+        """What the signer limit reads for a block on ``parent``: its last ``signer_limit(N) - 1`` miners."""
+        return self.get_recent_miners(parent, self.needed_confirmers - 1)
+
+    def is_descendant_of_final(self, meta: BlockMeta) -> bool:
+        """``meta`` is the last final block or descends from it (it may become best)."""
+        return self.is_in_ancestry(self.final.block_hash, meta)
 
     def get_view(self, pending_count: int = 0) -> ChainView:
         """A frozen copy of the best chain and the index, for readers on other threads."""
-        return ChainView(tuple(self.best), MappingProxyType(dict(self.index)), pending_count)
+        return ChainView(tuple(self.best), MappingProxyType(dict(self.index)), pending_count, self.final.height,
+                         self.member_count)
 
     # ------------------------------------------------------------------ events
     def on_block(self, meta: BlockMeta) -> HeadChange:
@@ -252,6 +306,9 @@ class BlockTree:
         self.tips.discard(meta.prev_hash)
         self.tips.add(meta.block_hash)
         old_tip = self.tip
+        if not self.is_descendant_of_final(meta):
+            self.tips.discard(meta.block_hash)
+            return HeadChange(meta, old_tip, old_tip, old_tip, refused_final=True)
         start = meta if meta.prev_hash == old_tip.block_hash else old_tip
         winner, refused = self._choose_head(start, meta)
         return self._plan(meta, old_tip, winner, refused)
@@ -260,8 +317,29 @@ class BlockTree:
         """Move the best chain by the plan (it must come from this tree's current head)."""
         if change.old_tip.block_hash != self.best[-1]:
             raise TreeInconsistent("the head change was planned from another head")
+        if change.fork.height < self.final.height:
+            raise TreeInconsistent("the head change disconnects a final block")
         del self.best[change.fork.height + 1 :]
         self.best.extend(meta.block_hash for meta in change.connect)
+        if change.connect:
+            self._update_final()
+
+    def _update_final(self) -> None:
+        """Move the last final block up the best chain: the highest block whose descendants-or-itself
+        on the best chain have ``signer_limit(N)`` distinct miners (genesis excluded).
+
+        Final is sticky, so the walk stops at the last final block; under the
+        signer limit any ``signer_limit(N)`` consecutive blocks have distinct
+        miners, so it takes ``signer_limit(N)`` steps. Tips that no longer
+        descend from the last final block leave the candidates.
+        """
+        miners: set[bytes] = set()
+        for height in range(len(self.best) - 1, self.final.height, -1):
+            miners.add(self.index[self.best[height]].miner_id)
+            if len(miners) >= self.needed_confirmers:
+                self.final = self.index[self.best[height]]
+                self.tips = {t for t in self.tips if self.is_descendant_of_final(self.index[t])}
+                return
 
     # ------------------------------------------------------------ fork choice
     def get_fork_point(self, first: BlockMeta, second: BlockMeta) -> BlockMeta:
@@ -309,6 +387,8 @@ class BlockTree:
         head, refused_new = self.tip, False
         excluded: set[bytes] = set()  # lost to the head directly in this round, without being refused for good
         while True:
+            # Finality first: ``self.tips`` holds only descendants of the last final block
+            # (``on_block`` refuses the others, ``_update_final`` prunes them).
             candidates = self.tips - excluded
             best = start if start.block_hash in candidates else head
             for tip_hash in sorted(candidates - {best.block_hash}):

@@ -18,9 +18,10 @@ REASON_CODES = frozenset(
         "reorg-too-deep",
         "bad-difficulty",
         "empty-block",
-        "foreign-record",
         "bad-genesis",
         "bad-round-result",
+        "signer-limit",
+        "below-final",
     }
 )
 

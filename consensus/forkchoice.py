@@ -5,11 +5,12 @@ Between the current best tip and a candidate tip that fork at block F:
 - if both branches have at most D blocks after F (D = ``max_reorg_depth`` from
   genesis), the branch with more cumulative work wins; equal work goes to the
   lower block hash (deterministic, so every node picks the same tip);
-- if either branch has more than D blocks after F, the branch whose blocks
-  after F were mined by more *distinct members* wins, then more work, then
-  the lower hash. A single member out-mining everyone privately cannot
-  rewrite history; a site that worked offline joins the consortium's branch
-  and re-mines its own records there.
+- if either branch has more than D blocks after F, the candidate wins only
+  if its blocks after F were mined by strictly more *distinct members*; on a
+  tie the current branch stays, whatever the work. A single member
+  out-mining everyone privately cannot rewrite history (and under the signer
+  limit it cannot build a branch of two blocks alone); a site that worked
+  offline joins the consortium's branch and re-mines its own records there.
 
 A candidate that only extends the best tip (F is the best tip) is never a
 fork and always wins by work.
@@ -49,14 +50,19 @@ def is_deep_fork(current: ForkSide, candidate: ForkSide, max_reorg_depth: int) -
     return max(current.blocks_after_fork, candidate.blocks_after_fork) > max_reorg_depth
 
 
-def compute_fork_key(side: ForkSide, deep: bool) -> tuple[int, ...] | tuple[object, ...]:
-    work_key = (side.tip.chain_work, compute_tie_key(side.tip.block_hash))
-    return (side.distinct_miners, *work_key) if deep else work_key
+def compute_work_key(side: ForkSide) -> tuple[int, bytes]:
+    """Shallow forks: more cumulative work, then the lower tip hash."""
+    return side.tip.chain_work, compute_tie_key(side.tip.block_hash)
 
 
 def on_candidate_tip(current: ForkSide, candidate: ForkSide, max_reorg_depth: int) -> ForkDecision:
-    """Decide whether the candidate tip replaces the current best tip."""
+    """Decide whether the candidate tip replaces the current best tip.
+
+    Deep: strictly more distinct signers after the fork, else the current
+    branch stays (a tie keeps it, however much work the candidate has).
+    """
     deep = is_deep_fork(current, candidate, max_reorg_depth)
-    better = compute_fork_key(candidate, deep) > compute_fork_key(current, deep)
+    more_signers = candidate.distinct_miners > current.distinct_miners
+    better = more_signers if deep else compute_work_key(candidate) > compute_work_key(current)
     decisive = deep and candidate.distinct_miners != current.distinct_miners
     return ForkDecision(switch=better, deep=deep, decisive=decisive)

@@ -15,6 +15,7 @@ neither can extend the chain alone and liveness needs both.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 
 
 def signer_limit(member_count: int) -> int:
@@ -31,4 +32,18 @@ def may_sign(miner_id: bytes, recent_miners: Sequence[bytes], member_count: int)
     first, genesis excluded (``BlockTree.get_recent_miners(parent, signer_limit(N) - 1)``).
     """
     window = signer_limit(member_count) - 1
-    return miner_id not in recent_miners[:window]
+    return miner_id not in islice(recent_miners, window)
+
+
+def compute_turn_rank(miner_id: bytes, recent_miners: Sequence[bytes], member_ids: Sequence[bytes], height: int) -> int | None:
+    """``miner_id``'s place in line to sign the block at ``height`` (0: in turn), None if it may not sign.
+
+    The line starts at the member at ``height mod N`` in genesis order and
+    skips members the signer limit excludes. Not a validity rule: miners out of
+    turn wait ``rank`` delays before mining (Clique's out-of-turn wiggle), so
+    two members rarely race on one parent.
+    """
+    count = len(member_ids)
+    line = [member_ids[(height + i) % count] for i in range(count)]
+    eligible = [member for member in line if may_sign(member, recent_miners, count)]
+    return eligible.index(miner_id) if miner_id in eligible else None

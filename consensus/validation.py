@@ -15,6 +15,7 @@ from consensus.crypto import BLOCK_DOMAIN, RECORD_DOMAIN, is_signature_valid
 from consensus.errors import ValidationError
 from consensus.merkle import compute_merkle_root
 from consensus.pow import is_pow_valid
+from consensus.signers import may_sign, signer_limit
 from consensus.types import (
     MAX_BLOCK_BYTES,
     MAX_BLOCK_RECORDS,
@@ -71,6 +72,20 @@ def validate_header_context(header: BlockHeader, parent: BlockMeta | None, media
         raise ValidationError("time-too-new", f"timestamp {header.timestamp_ms} more than 2 h ahead of {now_ms}")
 
 
+def validate_signer_limit(header: BlockHeader, params: ChainParams, recent_miners: Sequence[bytes]) -> None:
+    """The miner signed none of the ``signer_limit(N) - 1`` blocks before this one on its branch.
+
+    ``recent_miners``: the parent's and its ancestors' miners, newest first,
+    genesis excluded (``BlockTree.get_recent_miners``); only the first
+    ``signer_limit(N) - 1`` are read.
+    """
+    member_count = len(params.members)
+    if not may_sign(header.miner_id, recent_miners, member_count):
+        window = signer_limit(member_count) - 1
+        raise ValidationError("signer-limit", f"miner {header.miner_id.hex()} signed one of the {window} blocks before "
+                                              f"height {header.height}")
+
+
 def validate_block_body(block: Block, params: ChainParams) -> None:
     """Size, miner signature, Merkle root and every record's signature."""
     if len(block.encoded) > MAX_BLOCK_BYTES or len(block.records) > MAX_BLOCK_RECORDS:
@@ -84,19 +99,20 @@ def validate_block_body(block: Block, params: ChainParams) -> None:
         raise ValidationError("bad-merkle", "Merkle root does not match the records")
     seen: set[bytes] = set()
     for record in block.records:
-        validate_record(record, block.header.miner_id, params)
+        validate_record(record, params)
         if record.record_id in seen:
             raise ValidationError("duplicate-record", f"record {record.record_id.hex()} appears twice in the block")
         seen.add(record.record_id)
 
 
-def validate_record(record: DiagnosisRecord, miner_id: bytes, params: ChainParams) -> None:
-    """Creator is a member, is the block's miner, and signed the record."""
+def validate_record(record: DiagnosisRecord, params: ChainParams) -> None:
+    """Creator is a member and signed the record (any member may carry it: the miner need not be the creator).
+
+    The same check admits a relayed record into a node's pending pool.
+    """
     creator = params.members_by_id.get(record.member_id)
     if creator is None:
         raise ValidationError("unknown-member", f"record creator {record.member_id.hex()} is not a member")
-    if record.member_id != miner_id:
-        raise ValidationError("foreign-record", "a block may only carry records created by its miner")
     if not is_signature_valid(creator.public_key, record.signature, RECORD_DOMAIN, record.signing_bytes):
         raise ValidationError("bad-signature", f"record {record.record_id.hex()} signature does not verify")
 
@@ -108,10 +124,16 @@ def validate_block(
     median_time_past: int,
     now_ms: int,
     is_record_in_ancestry: Callable[[bytes], bool],
+    recent_miners: Sequence[bytes],
 ) -> None:
-    """Run every rule; raise ValidationError with the first broken rule's code."""
+    """Run every rule; raise ValidationError with the first broken rule's code.
+
+    ``recent_miners``: miners of the parent and its ancestors, newest first
+    (at least ``signer_limit(N) - 1`` of them, or all back to genesis).
+    """
     validate_header(block.header, params)
     validate_header_context(block.header, parent, median_time_past, now_ms)
+    validate_signer_limit(block.header, params, recent_miners)
     validate_block_body(block, params)
     for record in block.records:
         if is_record_in_ancestry(record.record_id):

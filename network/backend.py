@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol
 
 from consensus.blocktree import ChainView
 from consensus.errors import ValidationError
-from consensus.types import Block, ChainParams
+from consensus.types import Block, ChainParams, DiagnosisRecord
 
 FailureKind = Literal["invalid", "missing-parent", "duplicate"]
 
@@ -34,6 +34,24 @@ class ConnectResult:
 
 
 AcceptListener = Callable[[Sequence[AcceptedBlock], Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RecordsResult:
+    """Outcome of offering relayed records to the pending pool.
+
+    ``accepted``: new to the pool (relay them on); ``ignored``: already pending or on the best chain;
+    ``refused``: no room in the pool. ``error``: the first record breaking a consensus rule (it and the
+    rest of the batch did not enter): the sender's fault.
+    """
+
+    accepted: list[DiagnosisRecord] = field(default_factory=list)
+    ignored: int = 0
+    refused: int = 0
+    error: ValidationError | None = None
+
+
+RecordsListener = Callable[[Sequence[DiagnosisRecord], Any], None]  # newly pending records and their source
 
 
 class ChainBackend(Protocol):
@@ -67,3 +85,13 @@ class ChainBackend(Protocol):
     async def add_blocks(self, blocks: Sequence[Block], source: Any) -> ConnectResult: ...
 
     def subscribe(self, listener: AcceptListener) -> None: ...
+
+    async def add_records(self, records: Sequence[DiagnosisRecord], source: Any) -> RecordsResult:
+        """Validate relayed records and admit the new ones to the pending pool (off the event loop)."""
+        ...
+
+    async def get_pending_records(self, limit: int) -> list[DiagnosisRecord]: ...
+
+    def subscribe_records(self, listener: RecordsListener) -> None:
+        """``listener(records, source)`` after each commit that makes records pending (source None: ours)."""
+        ...

@@ -38,6 +38,13 @@ MAX_ROUND_PARTICIPANTS = 64
 MAX_MODEL_METRICS = 8
 MAX_MODEL_METRIC_CHARS = 32
 MAX_KNOWN_MODEL_MESSAGES = 4096  # round and update digests remembered (relay each once)
+MAX_RECORDS_PER_MESSAGE = 200  # pending records in one `records` message (each <= MAX_RECORD_BYTES)
+
+# --- record relay -----------------------------------------------------------
+MAX_KNOWN_RECORDS = 20_000  # record ids remembered per peer as already known to it
+MAX_RECENT_RECORDS = 50_000  # record ids this node handled lately (duplicates skip the chain thread)
+RELAY_ON_CONNECT_RECORDS = 20_000  # pending records sent to a peer when its session opens
+RELAY_FLUSH_INTERVAL_S = 0.02  # at most one `records` message per peer this often (new records batch up meanwhile)
 
 # --- sync -----------------------------------------------------------------
 MAX_BLOCKS_IN_FLIGHT_PER_PEER = 256
@@ -73,6 +80,7 @@ MESSAGE_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "get_blocks": (100.0, 200.0),
     "blocks": (200.0, 400.0),
     "not_found": (50.0, 200.0),
+    "records": (100.0, 400.0),  # senders batch and send at most 1 / RELAY_FLUSH_INTERVAL_S = 50 a second
     "get_peers": (1.0, 10.0),
     "peers": (1.0, 10.0),
     "ping": (2.0, 10.0),

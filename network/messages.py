@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from consensus.crypto import MEMBER_ID_BYTES, SIGNATURE_BYTES
 from consensus.encoding import Bin, Canonical, Field, Int, ListOf, Nested, Str
-from consensus.types import HASH_BYTES, MAX_BLOCK_BYTES
+from consensus.types import HASH_BYTES, MAX_BLOCK_BYTES, MAX_RECORD_BYTES
 from network.constants import (
     MAX_BLOCKS_PER_REQUEST,
     MAX_HEADER_BYTES,
@@ -22,6 +22,7 @@ from network.constants import (
     MAX_HOST_CHARS,
     MAX_LOCATOR_HASHES,
     MAX_PEERS_PER_MESSAGE,
+    MAX_RECORDS_PER_MESSAGE,
     MAX_USER_AGENT_CHARS,
     NONCE_BYTES,
 )
@@ -115,6 +116,18 @@ class NotFound(Canonical):
 
 
 @dataclass(frozen=True)
+class Records(Canonical):
+    """Pending records relayed to a peer, each as its own canonical bytes (decoded by consensus/)."""
+
+    TYPE: ClassVar[str] = "records"
+    WIRE_NAME: ClassVar[str] = TYPE
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("records", ListOf(Bin(max_length=MAX_RECORD_BYTES), MAX_RECORDS_PER_MESSAGE)),
+    )
+    records: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
 class GetPeers(Canonical):
     TYPE: ClassVar[str] = "get_peers"
     WIRE_NAME: ClassVar[str] = TYPE
@@ -159,10 +172,10 @@ class Pong(Canonical):
 
 
 Message = (Hello | Auth | Announce | GetHeaders | Headers | GetBlocks | Blocks | NotFound | GetPeers | Peers | Ping | Pong
-           | ModelRound | ModelUpdate | ModelMetrics)
+           | Records | ModelRound | ModelUpdate | ModelMetrics)
 
 MESSAGE_TYPES: dict[str, Any] = {
     cls.TYPE: cls
     for cls in (Hello, Auth, Announce, GetHeaders, Headers, GetBlocks, Blocks, NotFound, GetPeers, Peers, Ping, Pong,
-                ModelRound, ModelUpdate, ModelMetrics)
+                Records, ModelRound, ModelUpdate, ModelMetrics)
 }

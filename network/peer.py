@@ -19,7 +19,7 @@ from aiohttp.http_websocket import WebSocketError
 
 from network.codec import decode_message, encode_message
 from network.constants import (
-    MAX_FRAME_BYTES, MAX_KNOWN_INVENTORY, MAX_SEND_QUEUE_BYTES, MAX_SEND_QUEUE_FRAMES, SEND_TIMEOUT_S,
+    MAX_FRAME_BYTES, MAX_KNOWN_INVENTORY, MAX_KNOWN_RECORDS, MAX_SEND_QUEUE_BYTES, MAX_SEND_QUEUE_FRAMES, SEND_TIMEOUT_S,
 )
 from network.errors import MalformedFrame, OversizedFrame, PeerGone
 from network.messages import Hello, Message
@@ -86,6 +86,7 @@ class Peer:
         self.user_agent = hello.user_agent
         self.connected_at = clock()
         self.known: OrderedDict[bytes, None] = OrderedDict()
+        self.known_records: OrderedDict[bytes, None] = OrderedDict()  # record ids it sent us or we sent it
         self.in_flight: set[bytes] = set()
         self.headers_requested_at: float | None = None
         self.unconnecting_headers = 0
@@ -147,3 +148,12 @@ class Peer:
 
     def knows(self, block_hash: bytes) -> bool:
         return block_hash in self.known
+
+    def mark_record_known(self, record_id: bytes) -> None:
+        self.known_records[record_id] = None
+        self.known_records.move_to_end(record_id)
+        if len(self.known_records) > MAX_KNOWN_RECORDS:
+            self.known_records.popitem(last=False)
+
+    def knows_record(self, record_id: bytes) -> bool:
+        return record_id in self.known_records

@@ -42,9 +42,11 @@ from network.gossip import Gossip
 from network.handshake import UNBOUND, ChannelBinding, LocalIdentity, perform_handshake
 from network.messages import (
     Announce, Auth, Blocks, GetBlocks, GetHeaders, GetPeers, Headers, Hello, Message, NotFound, Peers, Ping, Pong,
+    Records,
 )
 from network.peer import Direction, FrameChannel, Peer
 from network.ratelimit import compute_flood_ban_s
+from network.relay import RecordRelay
 from network.sync import BlockSync
 from network.tls import P2P_SERVER_NAME, NodeTls, TlsIdentityError
 
@@ -86,6 +88,7 @@ class PeerNetwork:
         self.admission = HandshakeAdmission(self.bans, self.book.get_member_hosts)
         self.sync = BlockSync(backend, self.get_peers, self.punish, clock)
         self.gossip = Gossip(backend, self.get_peers)
+        self.relay = RecordRelay(backend, self.get_peers)
         self.frames_sent_closed = 0
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: aiohttp.ClientSession | None = None
@@ -97,6 +100,7 @@ class PeerNetwork:
             GetBlocks: self.sync.on_get_blocks,
             Blocks: self.sync.on_blocks,
             NotFound: self.sync.on_not_found,
+            Records: self.relay.on_records,
             GetPeers: self._on_get_peers,
             Peers: self._on_peers,
             Ping: self._on_ping,
@@ -131,6 +135,7 @@ class PeerNetwork:
         self.client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S))
         self._spawn(self.sync.run_connector(), "p2p-connector")
         self._spawn(self._tick_loop(), "p2p-tick")
+        self._spawn(self.relay.run_sender(), "p2p-relay")
 
     async def stop(self) -> None:
         """Close every session and stop every task (safe to call twice)."""
@@ -291,6 +296,7 @@ class PeerNetwork:
                  peer.direction, peer.best_height)
         writer = self._spawn(peer.write_loop(), "p2p-writer")
         self.sync.on_peer_connected(peer)
+        self._spawn(self.relay.send_pending(peer), "p2p-relay-pending")
         peer.send(GetPeers())
         try:
             while peer.closing is None:

@@ -51,6 +51,7 @@ async def chain_context(app: web.Application) -> AsyncIterator[None]:
     metrics = app[METRICS]
     chain.listeners.append(metrics.on_blocks)
     chain.rejection_listeners.append(metrics.on_rejected)
+    chain.record_listeners.append(metrics.on_pending)
     metrics.set_sources(height=lambda: chain.view.height, pending=lambda: chain.view.pending_count)
     view = chain.view
     log.info("chain opened: height=%d tip=%s pending=%d", view.height, view.tip_hash.hex()[:16], view.pending_count)
@@ -62,11 +63,18 @@ async def miner_context(app: web.Application) -> AsyncIterator[None]:
     miner = Miner(app[CHAIN], app[IDENTITY])
     app[MINER] = miner
 
-    async def wake_on_reorg(results: Sequence[AddResult], source: Any) -> None:
-        if any(r.reorg is not None for r in results):
+    async def wake_on_tip_change(results: Sequence[AddResult], source: Any) -> None:
+        # Any new tip: re-mined records after a reorg, or (signer limit) our turn to sign again.
+        if any(r.tip_changed for r in results):
             miner.wake()
 
-    app[CHAIN].listeners.append(wake_on_reorg)
+    app[CHAIN].listeners.append(wake_on_tip_change)
+    app[CHAIN].record_listeners.append(miner.on_pending)
+    if not app[CONFIG].mine:
+        log.info("mining disabled (mine: false): pending records are relayed for the other members to mine")
+        yield
+        miner.close()
+        return
     task = asyncio.create_task(miner.run(), name="miner")
     yield
     task.cancel()

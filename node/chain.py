@@ -5,7 +5,9 @@ fsync), never on the event loop; only this module calls the store. After each
 commit the store publishes a frozen ``ChainView`` with one reference swap;
 the API, the network backend and the miner read the chain only through
 :attr:`ChainService.view` and the typed queries below. Listeners hear about
-every accepted block after its transaction has committed.
+every accepted block after its transaction has committed, and record
+listeners about every record newly pending (this node's, or a peer's
+relayed one) after its commit.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from consensus.merkle import compute_merkle_proof
 from consensus.types import Block, ChainParams, DiagnosisRecord
 from consensus.validation import BlockMeta
 from node.records import RecordEvidence
-from node.results import AddResult, BatchResult
+from node.results import AddResult, BatchResult, RecordBatchResult
 from node.store import ChainStore
 from node.verify import ChainReport, verify_best_chain
 
 log = logging.getLogger("lungledger.chain")
 T = TypeVar("T")
 BlockListener = Callable[[Sequence[AddResult], Any], Awaitable[None]]
+RecordListener = Callable[[Sequence[DiagnosisRecord], Any], None]  # newly pending records, their source (None: ours)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class ChainService:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-db")
         self.listeners: list[BlockListener] = []
         self.rejection_listeners: list[Callable[[str], None]] = []
+        self.record_listeners: list[RecordListener] = []
         self.tip_changed = asyncio.Condition()
 
     @property
@@ -81,6 +85,18 @@ class ChainService:
     async def add_pending_record(self, record: DiagnosisRecord, details: bytes | None = None) -> None:
         """Durably queue one of our records; returns after the commit (safe to acknowledge)."""
         await self._run(self._store.add_pending_record, record, details)
+        self._announce_records([record], None)
+
+    async def add_peer_records(self, records: Sequence[DiagnosisRecord], source: Any) -> RecordBatchResult:
+        """Offer records a peer relayed to the pending pool (validated on the chain thread); announce the new ones."""
+        result = await self._run(self._store.add_peer_records, records)
+        if result.accepted:
+            self._announce_records(result.accepted, source)
+        return result
+
+    def _announce_records(self, records: Sequence[DiagnosisRecord], source: Any) -> None:
+        for listener in list(self.record_listeners):
+            listener(records, source)
 
     # ---------------------------------------------------------------- queries
     async def get_block(self, block_hash: bytes) -> Block | None:
@@ -102,6 +118,14 @@ class ChainService:
 
     async def get_pending(self, limit: int) -> list[DiagnosisRecord]:
         return await self._run(self._store.pending.get_records, limit)
+
+    async def get_pending_at_view(self, limit: int) -> tuple[ChainView, list[DiagnosisRecord]]:
+        """The published view and the pending records as of that same commit (none of them is on its best chain).
+
+        Read together on the chain thread: a block connecting between two separate
+        reads could leave a record pending in one and on the chain of the other.
+        """
+        return await self._run(lambda: (self._store.view, self._store.pending.get_records(limit)))
 
     async def get_details(self, record_id: bytes) -> bytes | None:
         return await self._run(self._store.details.get, record_id)

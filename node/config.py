@@ -29,6 +29,7 @@ class NodeConfig:
     tls_cert: Path | None = None  # operator certificate (PEM) shown to browsers; default: the node's own
     tls_key: Path | None = None  # its private key (PEM), if not in tls_cert
     federated: dict[str, Any] = field(default_factory=dict)  # federated rounds: node.federated_round.FederatedSettings
+    mine: bool = True  # false: never mine; the node still relays its records and peers' for the others to mine
 
     @property
     def resolved_genesis_path(self) -> Path:

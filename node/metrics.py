@@ -28,7 +28,10 @@ class NodeMetrics:
         registry = self.registry
         self.height = Gauge("lungledger_chain_height", "Height of the best chain", registry=registry)
         self.peers = Gauge("lungledger_peers", "Connected peers", registry=registry)
-        self.pending = Gauge("lungledger_pending_records", "This node's records waiting to be mined", registry=registry)
+        self.pending = Gauge("lungledger_pending_records", "Records waiting to be mined here (own and relayed by peers)",
+                             registry=registry)
+        self.records_relayed_in = Counter("lungledger_relayed_records_admitted",
+                                          "Peers' relayed records admitted to the pending pool", registry=registry)
         self.blocks_accepted = Counter("lungledger_blocks_accepted", "Blocks validated and stored", registry=registry)
         self.blocks_rejected = Counter("lungledger_blocks_rejected", "Blocks refused, by reason code", ["reason"], registry=registry)
         self.peer_bans = Counter("lungledger_peer_bans", "Peers banned, by reason", ["reason"], registry=registry)
@@ -53,6 +56,12 @@ class NodeMetrics:
                 self.reorg_depth.observe(result.reorg.depth)
             if result.refused_deep:
                 self.blocks_rejected.labels(reason="reorg-too-deep").inc()
+            if result.refused_final:
+                self.blocks_rejected.labels(reason="below-final").inc()
+
+    def on_pending(self, records: Sequence[Any], source: Any) -> None:
+        if source is not None:  # None: this node's own records
+            self.records_relayed_in.inc(len(records))
 
     def on_rejected(self, reason: str) -> None:
         self.blocks_rejected.labels(reason=reason).inc()

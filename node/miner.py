@@ -1,18 +1,30 @@
-"""The miner: batches this node's pending records into blocks, off the event loop.
+"""The miner: batches pending records (this node's and relayed ones) into blocks, off the event loop.
 
 Mines only when records are pending (no empty blocks), in chunks of nonces on
 a worker thread, and abandons the work as soon as the best tip changes.
+Under the signer limit it builds only on a tip where this member may sign
+(``consensus.signers.may_sign``); otherwise it sleeps until the tip changes
+(the node wakes it on every tip change, ``node.app.miner_context``). Which
+pending records are due is ``node.carry``'s: the member in turn for the next
+height (``consensus.signers.compute_turn_rank``) mines at once, the others
+only after records have waited their rank, so that two members seldom mine on
+the same parent at once (each such race can leave two groups of nodes with
+different final blocks: docs/CONSENSUS.md, threat model).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from consensus.builders import make_header_template, sign_block
+from consensus.blocktree import ChainView
 from consensus.pow import mine_header
+from consensus.signers import compute_turn_rank, signer_limit
 from consensus.types import MAX_BLOCK_BYTES, BlockHeader, DiagnosisRecord
+from node.carry import CarrySchedule
 from node.chain import ChainService
 from node.identity import NodeIdentity
 
@@ -42,9 +54,27 @@ class Miner:
         self.blocks_mined = 0
         self.abandoned = 0
         self.mining_on: bytes | None = None  # parent hash of the block being mined, for status and tests
+        self.waiting_for_turn: bytes | None = None  # tip this member may not sign after (signer limit)
+        self.carry = CarrySchedule()
+        self.wake_timer: asyncio.TimerHandle | None = None
 
     def wake(self) -> None:
         self.wakeup.set()
+
+    def on_pending(self, records: Sequence[DiagnosisRecord], source: object) -> None:
+        """Records newly pending (ours, or relayed by a peer: their arrival starts their carry delay)."""
+        self.carry.on_arrival(records, source)
+        self.wake()
+
+    def _wake_in(self, delay_s: float) -> None:
+        """Wake when a deferred record is due (one timer: the earliest)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay_s
+        timer = self.wake_timer
+        if timer is None or timer.cancelled() or timer.when() <= loop.time() or due < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self.wake_timer = loop.call_at(due, self.wake)
 
     async def run(self) -> None:
         """Mine until cancelled. Wakes on new pending records and on tip changes."""
@@ -55,12 +85,30 @@ class Miner:
             while await self._mine_once():
                 pass
 
+    def is_eligible(self, view: ChainView) -> bool:
+        """May this member sign the block after ``view``'s tip (the signer limit)?"""
+        return self.get_turn_rank(view) is not None
+
+    def get_turn_rank(self, view: ChainView) -> int | None:
+        """0 when in turn on ``view``'s tip, n when n eligible members come first, None when not eligible."""
+        members = [member.member_id for member in self.chain.params.members]
+        recent = view.get_recent_miners(view.tip, signer_limit(len(members)) - 1)
+        return compute_turn_rank(self.identity.member_id, recent, members, view.height + 1)
+
     async def _mine_once(self) -> bool:
-        """Mine one block from pending records; False when nothing is pending."""
-        records = select_records(await self.chain.get_pending(MAX_RECORDS_PER_BLOCK))
+        """Mine one block from due pending records; False when none is due or we may not sign."""
+        view, pending = await self.chain.get_pending_at_view(MAX_RECORDS_PER_BLOCK)
+        rank = self.get_turn_rank(view)
+        if rank is None:
+            self.waiting_for_turn = view.tip_hash if pending else None
+            return False  # the signer limit: the next tip change wakes us
+        self.waiting_for_turn = None
+        due, wait_s = self.carry.get_due(pending, rank, view.tip_hash)  # in turn (rank 0): all at once
+        if wait_s is not None:
+            self._wake_in(wait_s)
+        records = select_records(due)
         if not records:
             return False
-        view = self.chain.view
         parent = view.tip
         timestamp = max(self.chain.clock_ms(), view.get_median_time_past(parent) + 1)
         header = make_header_template(parent, records, timestamp, self.chain.params.difficulty, self.identity.member_id)
@@ -93,4 +141,6 @@ class Miner:
             self.mining_on = None
 
     def close(self) -> None:
+        if self.wake_timer is not None:
+            self.wake_timer.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -23,8 +23,8 @@ from typing import Any
 from aiohttp import web
 
 from consensus.blocktree import ChainView
-from consensus.types import Block, ChainParams
-from network.backend import AcceptedBlock, AcceptListener, ConnectResult
+from consensus.types import Block, ChainParams, DiagnosisRecord
+from network.backend import AcceptedBlock, AcceptListener, ConnectResult, RecordsListener, RecordsResult
 from network.constants import P2P_PATH
 from network.service import NetworkSettings, PeerNetwork
 from network.tls import build_node_tls, compute_fingerprint
@@ -87,6 +87,16 @@ class ChainServiceBackend:
             await listener(_to_accepted(results), source)
 
         self.chain.listeners.append(on_results)
+
+    async def add_records(self, records: Sequence[DiagnosisRecord], source: Any) -> RecordsResult:
+        result = await self.chain.add_peer_records(records, source)
+        return RecordsResult(result.accepted, result.ignored, result.refused, result.error)
+
+    async def get_pending_records(self, limit: int) -> list[DiagnosisRecord]:
+        return await self.chain.get_pending(limit)
+
+    def subscribe_records(self, listener: RecordsListener) -> None:
+        self.chain.record_listeners.append(listener)
 
 
 def _to_accepted(results: Sequence[AddResult]) -> list[AcceptedBlock]:

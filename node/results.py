@@ -7,7 +7,7 @@ from typing import Literal
 
 from consensus.blocktree import HeadChange
 from consensus.errors import ValidationError
-from consensus.types import Block
+from consensus.types import Block, DiagnosisRecord
 from consensus.validation import BlockMeta
 
 FailureKind = Literal["invalid", "missing-parent", "duplicate"]
@@ -42,6 +42,7 @@ class AddResult:
     tip_changed: bool  # the best tip moved: to this block, or (its arrival made another branch win) elsewhere
     reorg: Reorg | None = None
     refused_deep: bool = False
+    refused_final: bool = False  # stored, but forks below the last final block: never best
 
     @classmethod
     def from_change(cls, change: HeadChange) -> AddResult:
@@ -49,7 +50,8 @@ class AddResult:
         if change.is_reorg:
             reorg = Reorg(len(change.disconnect), change.old_tip.block_hash, change.new_tip.block_hash,
                           change.fork.height)
-        return cls(change.block, change.block_on_best, change.tip_changed, reorg, change.refused_deep)
+        return cls(change.block, change.block_on_best, change.tip_changed, reorg, change.refused_deep,
+                   change.refused_final)
 
 
 @dataclass(frozen=True)
@@ -59,4 +61,19 @@ class BatchResult:
     accepted: list[AddResult] = field(default_factory=list)
     failed: Block | None = None
     failure: FailureKind | None = None
+    error: ValidationError | None = None
+
+
+@dataclass(frozen=True)
+class RecordBatchResult:
+    """Peers' records offered to the pending pool: what entered, what was ignored, the first invalid one.
+
+    ``ignored`` counts records that were fine but not new (already pending, already on the best chain);
+    ``refused`` those the full pool had no room for. Neither is the sender's fault. ``error`` stopped
+    the batch: the record it names broke a consensus rule and did not enter.
+    """
+
+    accepted: list[DiagnosisRecord] = field(default_factory=list)
+    ignored: int = 0
+    refused: int = 0
     error: ValidationError | None = None

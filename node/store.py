@@ -30,7 +30,7 @@ from consensus.validation import BlockMeta, validate_block, validate_genesis, va
 from node.database import BlockReader, Transaction, open_database
 from node.pending import SCHEMA as POOL_SCHEMA
 from node.pending import DetailsStore, PendingPool
-from node.results import AddResult, BatchResult, DuplicateBlock, MissingParent
+from node.results import AddResult, BatchResult, DuplicateBlock, MissingParent, RecordBatchResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
@@ -54,7 +54,6 @@ class ChainStore:
         validate_genesis(genesis, params)
         self.params = params
         self.genesis = genesis
-        self.own_member_id = own_member_id
         self.path = str(path)
         self.db = open_database(path, SCHEMA + POOL_SCHEMA)
         self.pending = PendingPool(self.db)
@@ -79,7 +78,7 @@ class ChainStore:
                                (STATUS_VALID,))
         best = [bytes(row[0]) for row in self.db.execute("SELECT hash FROM best_chain ORDER BY height")]
         try:
-            tree = BlockTree.from_index((BlockMeta(*row) for row in rows), best, self.params.max_reorg_depth)
+            tree = BlockTree.from_index((BlockMeta(*r) for r in rows), best, self.params.max_reorg_depth, len(self.params.members))
         except TreeInconsistent as error:
             raise StoreCorrupt(str(error)) from error
         if self.get_block(tree.best[-1]).block_hash != tree.best[-1]:
@@ -151,6 +150,16 @@ class ChainStore:
                 self.details.add(record.record_id, details)
         self._publish()
 
+    def add_peer_records(self, records: Sequence[DiagnosisRecord]) -> RecordBatchResult:
+        """Admit records relayed by a peer into the pending pool, in one commit (``PendingPool.admit``)."""
+        with self._transaction():
+            result = self.pending.admit(records, self.params, self._is_on_best_chain)
+        self._publish()
+        return result
+
+    def _is_on_best_chain(self, record_id: bytes) -> bool:
+        return any(self.tree.is_on_best_chain(h) for h, _ in self.get_record_blocks(record_id))
+
     def add_block(self, block: Block, now_ms: int) -> AddResult:
         """One block; raises its failure (ValidationError, MissingParent, DuplicateBlock)."""
         result = self.add_blocks([block], now_ms)
@@ -203,7 +212,7 @@ class ChainStore:
     def _connect(self, block: Block, now_ms: int) -> AddResult:
         parent = self.tree.index[block.header.prev_hash]
         validate_block(block, self.params, parent, self.tree.get_median_time_past(parent), now_ms,
-                       lambda record_id: self._is_record_in_ancestry(record_id, parent))
+                       lambda record_id: self._is_record_in_ancestry(record_id, parent), self.tree.get_signer_window(parent))
         meta = compute_block_meta(block, parent.chain_work)
         self._insert_block_row(block, meta)
         self.db.executemany("INSERT INTO records VALUES (?, ?, ?)",
@@ -219,18 +228,9 @@ class ChainStore:
         self.db.executemany("INSERT INTO best_chain VALUES (?, ?)", [(m.height, m.block_hash) for m in change.connect])
         self.tree.apply_head_change(change)
         self.pending.remove_held_by(m.block_hash for m in change.connect)
-        if self.own_member_id is not None and change.disconnect:
-            self.pending.restore(self._orphaned_own_records(change.disconnect))
-
-    def _orphaned_own_records(self, disconnected: Sequence[bytes]) -> list[DiagnosisRecord]:
-        """Our own records from blocks that left the best chain and are not on it any more."""
-        orphaned = []
-        for block_hash in disconnected:
-            for record in self.get_block(block_hash).records:
-                if record.member_id == self.own_member_id and not any(
-                        self.tree.is_on_best_chain(h) for h, _ in self.get_record_blocks(record.record_id)):
-                    orphaned.append(record)
-        return orphaned
+        if change.disconnect:  # records (any member's: any member mines them) that left the best chain return
+            self.pending.restore([record for block_hash in change.disconnect for record in self.get_block(block_hash).records
+                                  if not self._is_on_best_chain(record.record_id)])
 
     def _insert_block_row(self, block: Block, meta: BlockMeta) -> None:
         self.db.execute(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from consensus.builders import compute_block_meta
 from consensus.errors import ValidationError
+from consensus.signers import signer_limit
 from consensus.types import Block, ChainParams
 from consensus.validation import (
     MEDIAN_TIME_SPAN,
@@ -55,6 +56,7 @@ def _verify(reader: BlockReader, best: Sequence[bytes], params: ChainParams, now
             progress: Callable[[int, int], None] | None) -> ChainReport:
     records_seen: set[bytes] = set()
     timestamps: deque[int] = deque(maxlen=MEDIAN_TIME_SPAN)  # only the last 11 count
+    recent_miners: deque[bytes] = deque(maxlen=signer_limit(len(params.members)) - 1)  # newest first
     parent: BlockMeta | None = None
     records_checked = 0
     for height, block_hash in enumerate(best):
@@ -64,13 +66,15 @@ def _verify(reader: BlockReader, best: Sequence[bytes], params: ChainParams, now
                 validate_genesis(block, params)
             else:
                 validate_block(block, params, parent, compute_median_time_past(timestamps),
-                               now_ms, records_seen.__contains__)
+                               now_ms, records_seen.__contains__, recent_miners)
             if block.block_hash != block_hash:
                 raise ValidationError("bad-encoding", "stored bytes do not hash to the indexed block hash")
         except ValidationError as error:
             return ChainReport(False, len(best) - 1, height, records_checked, height, block_hash.hex(), error.code, error.message)
         parent = compute_block_meta(block, parent.chain_work if parent else 0)
         timestamps.append(block.header.timestamp_ms)
+        if height > 0:
+            recent_miners.appendleft(block.header.miner_id)
         records_seen.update(r.record_id for r in block.records)
         records_checked += len(block.records)
         if progress is not None and height % 1000 == 0:

@@ -35,6 +35,12 @@ def record_json(params: ChainParams, record: DiagnosisRecord) -> dict[str, Any]:
     }
 
 
+def finality_json(view: ChainView, meta: BlockMeta) -> dict[str, Any]:
+    """Final or not, and by how many distinct members (the block's miner and its best-chain descendants')."""
+    return {"final": view.is_final(meta), "distinct_members": view.get_distinct_confirmers(meta),
+            "needed": view.needed_confirmers}
+
+
 def block_json(params: ChainParams, view: ChainView, block: Block, meta: BlockMeta) -> dict[str, Any]:
     header = block.header
     on_best = view.is_on_best_chain(meta.block_hash)
@@ -54,6 +60,7 @@ def block_json(params: ChainParams, view: ChainView, block: Block, meta: BlockMe
         "chain_work": str(meta.chain_work),
         "on_best_chain": on_best,
         "confirmations": view.get_confirmations(meta),
+        "finality": finality_json(view, meta),
         "signature": block.signature.hex(),
         "size_bytes": len(block.encoded),
         "record_count": len(block.records),
@@ -66,6 +73,7 @@ def chain_status_json(view: ChainView, evidence: RecordEvidence, meta: BlockMeta
     """Where a record stands: mined (block, confirmations), pending, or not on chain."""
     if meta is not None:
         return {"status": "mined", "block_height": meta.height, "block_hash": meta.block_hash.hex(),
-                "confirmations": view.get_confirmations(meta)}
+                "confirmations": view.get_confirmations(meta), "finality": finality_json(view, meta)}
     status = "pending" if evidence.record is not None else "not-on-chain"
-    return {"status": status, "block_height": None, "block_hash": None, "confirmations": 0}
+    return {"status": status, "block_height": None, "block_hash": None, "confirmations": 0,
+            "finality": {"final": False, "distinct_members": 0, "needed": view.needed_confirmers}}

@@ -106,6 +106,14 @@ export function kvList(target, pairs) {
 export const MODALITY_NAMES = { ct: "CT slice", xray: "Chest X-ray" };
 export const FACTOR_NAMES = { age: "Age", smoking: "Smoking", family_history: "Family history" };
 
+// Confirmations under the signer limit: "final" once a majority of distinct members confirmed the block.
+export function finalityText(confirmations, finality) {
+  const count = `${confirmations} confirmation${confirmations === 1 ? "" : "s"}`;
+  if (!finality) return count;
+  const members = `${finality.distinct_members} of ${finality.needed} distinct member${finality.needed === 1 ? "" : "s"}`;
+  return finality.final ? `final (${members}; ${count})` : `not final yet (${members}; ${count})`;
+}
+
 export function findingText(label) {
   return label === "affected" ? "Findings suggest cancer" : "No finding";
 }

@@ -2,7 +2,7 @@
 // and the printable report. Nothing of one patient may stay on screen or in the form for the next.
 
 import {
-  $, api, ApiFailure, describeFailure, el, FACTOR_NAMES, findingText, isoTime, kvList, MODALITY_NAMES, percent,
+  $, api, ApiFailure, describeFailure, el, FACTOR_NAMES, finalityText, findingText, isoTime, kvList, MODALITY_NAMES, percent,
   riskClass, setState, shortHash, signed, state,
 } from "./common.js";
 import qrcode from "./vendor/qrcode.js";
@@ -243,7 +243,7 @@ function renderResult(reply, files, patientRef, tags = {}) {
 function renderChainPosition(position) {
   const mined = position.status === "mined";
   $("result-chain-state").textContent = mined
-    ? `Recorded in block ${position.block_height} (${position.confirmations} confirmation${position.confirmations === 1 ? "" : "s"})`
+    ? `Recorded in block ${position.block_height} (${finalityText(position.confirmations, position.finality)})`
     : "Stored and queued; waiting for a block…";
   $("result-chain-state").className = `chain-state ${mined ? "mined" : ""}`;
   $("result-block-height").textContent = mined ? position.block_height : "–";

@@ -1,7 +1,7 @@
 // Chain explorer: pages through the whole best chain, block and record details with copy buttons,
 // a check-by-check verification report, whole-chain verification. Deep links: #/block/N, #/record/ID.
 
-import { $, api, describeFailure, el, isoTime, kvList, percent, setState, shortHash, timeElement } from "./common.js";
+import { $, api, describeFailure, el, finalityText, isoTime, kvList, percent, setState, shortHash, timeElement } from "./common.js";
 
 const PAGE = 15;
 let pageStart = null;  // first height shown; null: follow the newest blocks
@@ -83,7 +83,7 @@ export async function showBlock(ref) {
       ["Hash", block.hash, { mono: true, copy: true }], ["Previous", block.prev_hash, { mono: true, copy: true }],
       ["Merkle root", block.merkle_root, { mono: true, copy: true }],
       ["Time", timeElement(block.timestamp_ms)], ["Miner", block.miner_name || block.miner_id],
-      ["Difficulty", block.difficulty], ["Nonce", block.nonce], ["Confirmations", block.confirmations],
+      ["Difficulty", block.difficulty], ["Nonce", block.nonce], ["Confirmations", finalityText(block.confirmations, block.finality)],
       ["Size", `${block.size_bytes} bytes`], ["Header (hex)", block.header_hex, { mono: true }]]);
     const items = block.record_ids.map((recordId) => el("li", {},
       el("a", { href: `#/record/${recordId}`, class: "link mono" }, recordId)));
@@ -108,7 +108,7 @@ export async function showRecord(recordId, verify = false) {
     ["Block", reply.block_height !== null && reply.block_height !== undefined
       ? el("a", { href: `#/block/${reply.block_height}` }, String(reply.block_height)) : "pending"],
     ["Block hash", reply.block_hash, { mono: true, copy: true }],
-    ["Confirmations", reply.confirmations], ["Hospital", record.member_name || record.member_id],
+    ["Confirmations", finalityText(reply.confirmations, reply.finality)], ["Hospital", record.member_name || record.member_id],
     ["Created", timeElement(record.created_ms)], ["Modalities", record.modalities.join(", ")],
     ["Model probabilities", record.probabilities_ppm.map((ppm) => percent(ppm / 1e6)).join(", ")],
     ["Fused image score", percent(record.fused_ppm / 1e6)],

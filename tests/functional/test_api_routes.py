@@ -122,6 +122,8 @@ async def test_blocks_records_and_merkle_proofs(node: RunningNode) -> None:
         assert block == same and block["hash"] == body["block_hash"]
         assert record.record_id.hex() in block["record_ids"]
         assert body["confirmations"] == height - body["block_height"] + 1
+        # One member: its own block is all the majority there is, so every mined block is final.
+        assert body["finality"] == block["finality"] == {"final": True, "distinct_members": 1, "needed": 1}
         assert fold_proof(record.record_hash, body["merkle_proof"]).hex() == block["merkle_root"]
         _, verdict = await node.get(f"{API}/records/{record.record_id.hex()}/verify")
         assert verdict["status"] == "no-local-details" and verdict["checks"] == {"signature": True, "merkle_proof": True}

@@ -8,6 +8,9 @@ Plan:
    becomes the tip; the gate opens: the miner abandons its template and mines
    the record on top of the new tip instead.
 3. With nothing pending, the miner mines nothing (no empty blocks).
+4. Signer limit (two members: they alternate): after its own block the miner
+   leaves a new record pending and waits, without spinning, until another
+   member's block becomes the tip; then it mines the record on that block.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from consensus.builders import compute_block_meta
 from harness.util import wait_until_async
-from tests.support.builders import make_member, mine_block
+from tests.support.builders import make_member, make_record, mine_block
 from tests.support.network import TestNetwork
 
 DIFFICULTY = 3
@@ -49,5 +52,30 @@ async def test_miner_abandons_work_when_the_tip_moves(tmp_path: Path) -> None:
         await wait_until_async(lambda: node.miner.blocks_mined >= 1, 30, "the miner to count its block")
         assert node.miner.blocks_mined == 1 and node.view.pending_count == 0
         assert node.miner.mining_on is None and node.height == 2  # nothing pending: no empty block
+    finally:
+        await network.stop()
+
+
+async def test_miner_waits_for_its_turn_under_the_signer_limit(tmp_path: Path) -> None:
+    rival = make_member("Rival")
+    network = TestNetwork.create(tmp_path, 1, difficulty=DIFFICULTY, extra_members=[rival.member])
+    node = network.nodes[0]
+    await network.start()
+    try:
+        first = await node.add_record()
+        await wait_until_async(lambda: node.has_record_on_best_chain(first.record_id), 60, "the first record to be mined")
+        own_tip = node.view.tip_hash
+        second = await node.add_record()
+        await wait_until_async(lambda: node.miner.waiting_for_turn == own_tip, 30, "the miner to wait for its turn")
+        wakes = node.miner.blocks_mined + node.miner.abandoned
+        assert node.height == 1 and node.view.pending_count == 1 and node.miner.mining_on is None
+        rival_block = mine_block(node.view.tip, rival, [make_record(rival, created_ms=node.view.tip.timestamp_ms)],
+                                 difficulty=DIFFICULTY)
+        result = await node.chain.add_blocks([rival_block], source="test")
+        assert result.failure is None
+        await wait_until_async(lambda: node.has_record_on_best_chain(second.record_id), 60, "the second record to be mined")
+        view = node.view
+        assert view.height == 3 and view.best[2] == rival_block.block_hash
+        assert node.miner.blocks_mined + node.miner.abandoned == wakes + 1  # one block, no work while waiting
     finally:
         await network.stop()

@@ -39,7 +39,7 @@ async def test_poisoned_copy_never_blocks_the_genuine_block(tmp_path: Path) -> N
     honest, target = network.nodes
     genesis = network.genesis
     assert genesis is not None
-    blocks = build_chain(network, honest, 3)
+    blocks = build_chain(network, honest, 3, others=rogues)  # four members: three must take turns
     network.preload(0, blocks)
     await network.start()
     bans = target.network.bans

@@ -60,7 +60,8 @@ async def test_orphan_block_parents_are_fetched_not_dropped(tmp_path: Path) -> N
         await fake.open(node)
         await fake.handshake()
         difficulty = network.genesis.params.difficulty
-        blocks = build_branch(network.genesis.block, 0, announcer, 3, difficulty=difficulty)
+        # Two members: the announcer and the node's member take turns (signer limit).
+        blocks = build_branch(network.genesis.block, 0, [announcer, node.member], 3, difficulty=difficulty)
         await fake.send(Announce(blocks[-1].block_hash, blocks[-1].height))
         for block in reversed(blocks):  # the node asks for the tip, then each missing parent
             assert (await fake.receive(GetBlocks)).hashes == (block.block_hash,)

@@ -10,12 +10,12 @@ Plan:
 4. After a valid handshake: garbage frame, oversized frame, a block with bad
    proof-of-work, a non-member's block, a block with a bad miner signature ->
    each fake member is banned with that reason and disconnected.
-5. Meanwhile both honest nodes add records and converge on one tip.
+5. Both honest nodes mined their records (two blocks: with 8 members only
+   2 online, that is all the signer limit allows) and converge on one tip.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from dataclasses import replace
 from pathlib import Path
@@ -113,9 +113,9 @@ async def test_misbehaving_peers_are_banned_and_honest_nodes_converge(tmp_path: 
             assert bans.is_banned(host=f"127.0.0.{10 + number}")
             assert rogues[number].member_id not in honest.network.peers
 
-        # 5. the honest nodes were never banned and still converge
+        # 5. the honest nodes were never banned and still converge. With 8 members (signer limit 5) two nodes
+        # online sign two blocks of any five, so the records of step 1 are all they can mine here.
         assert not bans.is_banned(member_id=other.identity.member_id, host="127.0.0.1")
-        records += await asyncio.gather(honest.add_record(), other.add_record())
         await wait_for_records(network.nodes, [r.record_id for r in records])
         await sync_blocks(network.nodes)
         assert other.identity.member_id in honest.network.peers

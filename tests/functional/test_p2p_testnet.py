@@ -73,7 +73,9 @@ def test_testnet_starts_stops_and_restarts_with_its_chain(tmp_path: Path) -> Non
 
     genesis = load_genesis(tmp_path / "genesis.json")
     identity = load_identity(tmp_path / "node0")
-    blocks = build_branch(genesis.block, 0, MemberKeys(identity.private_key, identity.member), 20, difficulty=1)
+    other = load_identity(tmp_path / "node1")  # two members: they alternate (signer limit)
+    blocks = build_branch(genesis.block, 0, [MemberKeys(i.private_key, i.member) for i in (identity, other)], 20,
+                          difficulty=1)
     store = ChainStore(tmp_path / "node0" / "chain.sqlite3", genesis.params, genesis.block, identity.member_id)
     store.add_blocks(blocks, int(time.time() * 1000))
     store.close()

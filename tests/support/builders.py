@@ -96,11 +96,17 @@ def resign(block: Block, member: MemberKeys, **header_changes: object) -> Block:
     return sign_block(header, block.records, member.key)
 
 
-def build_branch(parent: Block, parent_work: int, member: MemberKeys, count: int, difficulty: int = 1,
-                 start_ms: int | None = None) -> list[Block]:
-    """``count`` blocks on ``parent``, each with one fresh record of ``member``."""
+def build_branch(parent: Block, parent_work: int, members: MemberKeys | Sequence[MemberKeys], count: int,
+                 difficulty: int = 1, start_ms: int | None = None) -> list[Block]:
+    """``count`` blocks on ``parent``, each with one fresh record of its miner; the members take turns.
+
+    Under the signer limit a member signs at most one of any ``N // 2 + 1`` consecutive blocks, so pass at
+    least that many members (one member is enough only on a one-member chain).
+    """
+    rotation = [members] if isinstance(members, MemberKeys) else list(members)
     blocks, meta = [], compute_block_meta(parent, parent_work)
     for i in range(count):
+        member = rotation[i % len(rotation)]
         timestamp = (start_ms if start_ms is not None else meta.timestamp_ms + 1000) + i * 1000 if start_ms else None
         block = mine_block(meta, member, difficulty=difficulty, timestamp_ms=timestamp)
         blocks.append(block)

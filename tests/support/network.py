@@ -308,9 +308,16 @@ class FakePeer:
             await self.session.close()
 
 
-def build_chain(network: TestNetwork, miner: TestNode, count: int) -> list[Block]:
-    """``count`` valid blocks on the network's genesis, mined by ``miner``'s key, 1 s apart."""
+def build_chain(network: TestNetwork, miner: TestNode, count: int, others: Sequence[MemberKeys] = ()) -> list[Block]:
+    """``count`` valid blocks on the network's genesis, 1 s apart: ``miner``'s key first, then the other
+    nodes' keys and ``others`` (extra members' keys) in turn. The signer limit needs at least
+    ``N // 2 + 1`` of them when ``count`` is more than their number."""
+    from consensus.signers import signer_limit
     from tests.support.builders import build_branch
 
     assert network.genesis is not None
-    return build_branch(network.genesis.block, 0, miner.member, count, difficulty=network.genesis.params.difficulty)
+    rotation = [miner.member] + [node.member for node in network.nodes if node is not miner] + list(others)
+    if count > len(rotation) and len(rotation) < signer_limit(len(network.genesis.params.members)):
+        raise ValueError(f"{len(rotation)} miners cannot take turns under the signer limit of "
+                         f"{len(network.genesis.params.members)} members: pass more keys in others")
+    return build_branch(network.genesis.block, 0, rotation, count, difficulty=network.genesis.params.difficulty)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from consensus.builders import compute_block_meta
 from consensus.errors import ValidationError
 from consensus.types import Block, DiagnosisRecord
-from consensus.validation import validate_block
+from consensus.validation import BlockMeta, validate_block
 from node.results import MissingParent
 from node.store import ChainStore
 from tests.support.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block
@@ -69,24 +69,46 @@ def test_any_single_byte_change_is_rejected(data: st.DataObject) -> None:
     raw[position] = (raw[position] + delta) % 256
     try:
         block = Block.decode(bytes(raw))
-        validate_block(block, PARAMS, GENESIS_META, GENESIS_TIME_MS, NOW, lambda record_id: False)
+        validate_block(block, PARAMS, GENESIS_META, GENESIS_TIME_MS, NOW, lambda record_id: False, ())
     except ValidationError:
         return
     raise AssertionError(f"a change at byte {position} was accepted")
 
 
 def build_tree(seed: int, size: int) -> list[Block]:
-    """A random tree of valid blocks rooted at genesis (forks of equal and unequal work)."""
+    """A random tree of valid blocks rooted at genesis, with forks.
+
+    Each block is by a member the signer limit allows (3 members: never twice in a row) that never signed on
+    a conflicting branch (majority finality assumes it; ``test_honest_race_can_finalize_either_sibling``).
+    """
     rng = random.Random(seed)
     metas = [GENESIS_META]
+    index = {GENESIS_META.block_hash: GENESIS_META}
+    last_own: dict[bytes, BlockMeta] = {}
     blocks: list[Block] = []
-    for _ in range(size):
+    for _ in range(size * 20):  # bounded: members loyal to different branches can all be stuck
+        if len(blocks) == size:
+            break
         parent = rng.choice(metas)
-        miner = rng.choice([A, B, C])
+        eligible = [m for m in (A, B, C) if m.member_id != parent.miner_id
+                    and (m.member_id not in last_own or is_ancestor(index, last_own[m.member_id], parent))]
+        if not eligible:
+            continue
+        miner = rng.choice(eligible)
         block = mine_block(parent, miner, [make_record(miner)], timestamp_ms=parent.timestamp_ms + rng.randint(1, 5000))
         blocks.append(block)
-        metas.append(compute_block_meta(block, parent.chain_work))
+        meta = compute_block_meta(block, parent.chain_work)
+        metas.append(meta)
+        index[meta.block_hash] = meta
+        last_own[miner.member_id] = meta
     return blocks
+
+
+def is_ancestor(index: dict[bytes, BlockMeta], ancestor: BlockMeta, meta: BlockMeta) -> bool:
+    node = meta
+    while node.height > ancestor.height:
+        node = index[node.prev_hash]
+    return node.block_hash == ancestor.block_hash
 
 
 def add_in_order(blocks: list[Block], directory: Path) -> bytes:

@@ -12,7 +12,7 @@ from consensus.errors import ValidationError
 from consensus.forkchoice import ForkSide, on_candidate_tip
 from consensus.merkle import compute_merkle_root
 from consensus.types import MAX_BLOCK_BYTES, Block, DiagnosisRecord
-from consensus.validation import MAX_FUTURE_MS, compute_median_time_past, validate_block
+from consensus.validation import MAX_FUTURE_MS, compute_median_time_past, validate_block, validate_record
 from tests.support.builders import GENESIS_TIME_MS, make_chain, make_member, make_record, mine_block, resign
 
 A = make_member("A", 1)
@@ -23,8 +23,9 @@ GENESIS_META = compute_block_meta(GENESIS, 0)
 NOW = GENESIS_TIME_MS + 10_000_000
 
 
-def check(block: Block, parent=GENESIS_META, mtp: int = GENESIS_TIME_MS, now: int = NOW, ancestry=frozenset()) -> None:
-    validate_block(block, PARAMS, parent, mtp, now, lambda record_id: record_id in ancestry)
+def check(block: Block, parent=GENESIS_META, mtp: int = GENESIS_TIME_MS, now: int = NOW, ancestry=frozenset(),
+          recent_miners: tuple[bytes, ...] = ()) -> None:
+    validate_block(block, PARAMS, parent, mtp, now, lambda record_id: record_id in ancestry, recent_miners)
 
 
 def expect(code: str, block: Block, **kwargs: object) -> None:
@@ -116,8 +117,38 @@ def test_unknown_member_record_creator() -> None:
     expect("unknown-member", good_block(records=[record]))
 
 
-def test_foreign_record() -> None:
-    expect("foreign-record", good_block(records=[make_record(B)]))
+def test_block_may_carry_other_members_records() -> None:
+    """A's block carrying B's record (signed by B) is valid: any member may carry any member's records."""
+    check(good_block(records=[make_record(B), make_record(A)]))
+
+
+def test_carried_record_still_needs_its_creators_signature() -> None:
+    """The miner carrying a record cannot sign it in the creator's place: a record B 'created' but A signed fails."""
+    forged = sign_record(replace(make_record(B), signature=b""), A.key)
+    expect("bad-signature", good_block(records=[forged]))
+
+
+def test_carried_record_of_a_non_member_is_refused() -> None:
+    expect("unknown-member", good_block(records=[make_record(A), make_record(OUTSIDER)]))
+
+
+def test_validate_record_alone() -> None:
+    """The rule a relayed record passes to enter a pending pool is the block's record rule."""
+    validate_record(make_record(B), PARAMS)
+    with pytest.raises(ValidationError) as raised:
+        validate_record(replace(make_record(B), fused_ppm=7), PARAMS)
+    assert raised.value.code == "bad-signature"
+
+
+def test_signer_limit() -> None:
+    """Two members (limit 2): a member may not sign two blocks in a row; the other may."""
+    first = good_block(A)
+    parent = compute_block_meta(first, GENESIS_META.chain_work)
+    mtp = first.header.timestamp_ms - 1
+    expect("signer-limit", mine_block(parent, A, difficulty=2), parent=parent, mtp=mtp, recent_miners=(A.member_id,))
+    check(mine_block(parent, B, difficulty=2), parent=parent, mtp=mtp, recent_miners=(A.member_id,))
+    # Only the window counts: A signed two blocks back, B signed the parent.
+    check(mine_block(parent, A, difficulty=2), parent=parent, mtp=mtp, recent_miners=(B.member_id, A.member_id))
 
 
 def test_duplicate_record_in_block() -> None:
@@ -157,6 +188,10 @@ def test_reorg_too_deep_is_a_fork_choice_refusal() -> None:
     attacker = ForkSide(replace(fork, height=160, chain_work=160, block_hash=b"\x00" * 32), 160, 1)
     decision = on_candidate_tip(honest, attacker, max_reorg_depth=100)
     assert decision.deep and not decision.switch
+    # Beyond the depth a tie of distinct signers keeps the current branch, whatever the candidate's work.
+    tie = ForkSide(replace(fork, height=400, chain_work=400, block_hash=b"\x00" * 32), 400, 3)
+    assert not on_candidate_tip(honest, tie, max_reorg_depth=100).switch
+    assert on_candidate_tip(honest, replace(tie, distinct_miners=4), max_reorg_depth=100).switch
     shallow_current = ForkSide(replace(fork, height=5, chain_work=5, block_hash=b"\x01" * 32), 5, 3)
     shallow_candidate = ForkSide(replace(fork, height=6, chain_work=6, block_hash=b"\x02" * 32), 6, 1)
     assert on_candidate_tip(shallow_current, shallow_candidate, 100).switch
@@ -166,7 +201,8 @@ def test_reason_codes_all_covered() -> None:
     from consensus.errors import REASON_CODES
 
     required = {"bad-encoding", "bad-pow", "bad-prev", "bad-height", "bad-merkle", "bad-signature", "unknown-member",
-                "duplicate-record", "time-too-old", "time-too-new", "block-too-large", "reorg-too-deep"}
+                "duplicate-record", "time-too-old", "time-too-new", "block-too-large", "reorg-too-deep",
+                "signer-limit", "below-final"}
     assert required <= REASON_CODES
     with pytest.raises(ValueError):
         ValidationError("not-a-code")

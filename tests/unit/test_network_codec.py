@@ -7,10 +7,11 @@ import pytest
 
 from consensus.encoding import pack
 from network.codec import decode_message, encode_message
-from network.constants import MAX_FRAME_BYTES, MAX_HEADERS_PER_MESSAGE
+from network.constants import MAX_FRAME_BYTES, MAX_HEADERS_PER_MESSAGE, MAX_RECORDS_PER_MESSAGE
 from network.errors import MalformedFrame, OversizedFrame
 from network.messages import (
     Announce, Auth, Blocks, GetBlocks, GetHeaders, GetPeers, Headers, Hello, NotFound, PeerAddress, Peers, Ping, Pong,
+    Records,
 )
 
 HASH = bytes(range(32))
@@ -27,6 +28,7 @@ EXAMPLES = [
     Peers((PeerAddress("127.0.0.1", 8601, bytes(16)),)),
     Ping(2**64 - 1),
     Pong(0),
+    Records((b"\x9c" + bytes(40), b"\x9c")),
 ]
 
 
@@ -51,6 +53,10 @@ def test_ping_bytes_are_as_documented() -> None:
     pack(["announce", [HASH, 0]]),
     pack(["get_blocks", [[HASH] * 129]]),
     pack(["headers", [[b"x"] * (MAX_HEADERS_PER_MESSAGE + 1)]]),
+    pack(["records", [[b"x"] * (MAX_RECORDS_PER_MESSAGE + 1)]]),
+    pack(["records", [[bytes(1025)]]]),
+    pack(["records", [["not bytes"]]]),
+    pack(["records", []]),
     pack(["hello", [1, HASH, bytes(16), bytes(32), 70000, 0, "x"]]),
     msgpack.packb({"ping": [7]}),
 ], ids=lambda f: f[:12].hex())

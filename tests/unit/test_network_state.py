@@ -121,6 +121,9 @@ def test_one_injected_clock_drives_bans_backoff_and_sync() -> None:
         def subscribe(self, listener: object) -> None:
             pass
 
+        def subscribe_records(self, listener: object) -> None:
+            pass
+
     Backend.params = params  # type: ignore[attr-defined]
     now = [1000.0]
     # With TLS on (the default), a punished member id is banned; without it only an address could be.
