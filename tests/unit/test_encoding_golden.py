@@ -11,7 +11,8 @@ new golden value.
 2. Each example decodes back from those bytes to an equal object.
 3. The derived bytes (record signing bytes, the parameters hash) are unchanged too.
 4. Every type's field table names exactly its attributes, and its decoder is strict: wrong arity,
-   a bool for an int, an out-of-range int, a str for bytes, oversized bytes, too many items.
+   a bool for an int, an out-of-range int, a str for bytes, oversized bytes, too many items, a
+   fixed tuple item (a metric, a contributor) of the wrong arity or types.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from consensus.encoding import Bin, Int, ListOf, Str, pack, unpack
+from consensus.encoding import Bin, Int, ListOf, Str, TupleOf, pack, unpack
 from consensus.errors import ValidationError
 from consensus.governance import RoundResult
 from consensus.types import Block, BlockHeader, ChainParams, DiagnosisRecord, Member
@@ -179,8 +180,7 @@ def test_messages_decode_back(name: str) -> None:
     assert decode_message(encode_message(message)) == message
 
 
-ALL_TYPES = [t for t in [type(v) for v in CONTAINERS.values()] + [type(m) for m in MESSAGES.values()] + [PeerAddress]
-             if hasattr(t, "FIELDS")]  # until issue 11 converts the model messages and the round result
+ALL_TYPES = [type(v) for v in CONTAINERS.values()] + [type(m) for m in MESSAGES.values()] + [PeerAddress]
 
 
 @pytest.mark.parametrize("cls", sorted(set(ALL_TYPES), key=lambda c: c.__name__), ids=lambda c: c.__name__)
@@ -191,7 +191,7 @@ def test_field_table_names_every_attribute(cls: Any) -> None:
 def _examples() -> list[tuple[str, Any]]:
     found = [(name, value) for name, value in CONTAINERS.items()]
     found += [(f"msg-{name}", value) for name, value in MESSAGES.items()]
-    return [(name, value) for name, value in found if hasattr(value, "FIELDS")]  # until issue 11 converts the rest
+    return found
 
 
 @pytest.mark.parametrize(("name", "value"), _examples(), ids=[n for n, _ in _examples()])
@@ -213,6 +213,10 @@ def test_decoding_is_strict_for_every_type(name: str, value: Any) -> None:
         elif isinstance(kind, ListOf):
             broken.append([*fields[:index], [fields[index][0] if fields[index] else 0] * (kind.max_items + 1),
                            *fields[index + 1:]])
+            if isinstance(kind.item, TupleOf) and fields[index]:
+                item = fields[index][0]
+                for bad_item in (item[:-1], [*item, 0], tuple(item), [True] * len(item)):
+                    broken.append([*fields[:index], [bad_item, *fields[index][1:]], *fields[index + 1:]])
     for candidate in broken:
         with pytest.raises(ValidationError) as caught:
             cls.from_fields(candidate)
