@@ -7,7 +7,7 @@ rejects every non-minimal integer or length encoding.
 
 Each container declares its fields once, in wire order, as a ``FIELDS`` table
 of :class:`Field` (name and kind: :class:`Bin`, :class:`Int`, :class:`Str`,
-:class:`ListOf`, :class:`Nested`, each with its limits). The :class:`Canonical`
+:class:`ListOf`, :class:`TupleOf`, :class:`Nested`, each with its limits). The :class:`Canonical`
 base derives ``to_fields()`` and a strict ``from_fields()`` (exact arity, types,
 sizes; ``bad-encoding`` on anything else) from that table; a type with rules
 across fields (parallel arrays, a non-empty member list) adds them in
@@ -170,6 +170,22 @@ class ListOf:
         if item.plain:
             return list(value)
         return [item.encode(v) for v in value]
+
+
+@dataclass(frozen=True)
+class TupleOf:
+    """A fixed array of named parts, each of its own kind; a plain tuple in Python (a metric, a pair of ids)."""
+
+    parts: tuple[Field, ...]
+
+    def decode(self, value: Any, what: str) -> tuple[Any, ...]:
+        items = expect_list(value, len(self.parts), what)
+        return tuple(part.kind.decode(v, f"{what}.{part.name}") for part, v in zip(self.parts, items, strict=True))
+
+    plain: ClassVar[bool] = False
+
+    def encode(self, value: Any) -> Any:
+        return [part.kind.encode(v) for part, v in zip(self.parts, value, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from consensus.crypto import MEMBER_ID_BYTES, SIGNATURE_BYTES, is_signature_valid
-from consensus.encoding import expect_array, expect_bytes, expect_list, expect_str, pack
+from consensus.encoding import Bin, Canonical, Field, ListOf, Str, TupleOf, encode_fields, pack
 from consensus.errors import ValidationError
 from consensus.types import HASH_BYTES, Member
 
@@ -42,9 +42,20 @@ def compute_round_id(signed_bytes: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class RoundResult:
+class RoundResult(Canonical):
     """The outcome of one round as one member computed it (the model-update record)."""
 
+    WIRE_NAME: ClassVar[str] = "round_result"
+    FIELDS: ClassVar[tuple[Field, ...]] = (
+        Field("round_id", Bin(HASH_BYTES)),
+        Field("creator", Bin(MEMBER_ID_BYTES)),
+        Field("head_digest", Bin(HASH_BYTES)),
+        Field("contributors", ListOf(TupleOf((Field("member_id", Bin(MEMBER_ID_BYTES)),
+                                              Field("update_digest", Bin(HASH_BYTES)))), MAX_PARTICIPANTS)),
+        Field("excluded", ListOf(TupleOf((Field("member_id", Bin(MEMBER_ID_BYTES)),
+                                          Field("reason", Str(32, EXCLUSION_REASONS)))), MAX_PARTICIPANTS)),
+        Field("signature", Bin(SIGNATURE_BYTES)),
+    )
     round_id: bytes
     creator: bytes
     head_digest: bytes
@@ -53,36 +64,14 @@ class RoundResult:
     signature: bytes = b""
 
     def unsigned_fields(self) -> list[Any]:
-        return [self.round_id, self.creator, self.head_digest, [list(item) for item in self.contributors],
-                [list(item) for item in self.excluded]]
+        return encode_fields(self, self.FIELDS[:-1])
 
     def signed_bytes(self) -> bytes:
         return pack(self.unsigned_fields())
 
-    def to_fields(self) -> list[Any]:
-        return [*self.unsigned_fields(), self.signature]
-
     @property
     def record_hash(self) -> bytes:
         return hashlib.sha256(pack(self.to_fields())).digest()
-
-    @classmethod
-    def from_fields(cls, value: Any) -> RoundResult:
-        f = expect_list(value, 6, "round_result")
-        contributors = tuple(
-            (expect_bytes(member, "contributor.member_id", MEMBER_ID_BYTES), expect_bytes(digest, "update digest",
-                                                                                      HASH_BYTES))
-            for member, digest in (expect_list(item, 2, "contributor")
-                                   for item in expect_array(f[3], "round_result.contributors", MAX_PARTICIPANTS)))
-        excluded = tuple(
-            (expect_bytes(member, "excluded.member_id", MEMBER_ID_BYTES),
-             expect_str(reason, "excluded.reason", 32, EXCLUSION_REASONS))
-            for member, reason in (expect_list(item, 2, "excluded")
-                                   for item in expect_array(f[4], "round_result.excluded", MAX_PARTICIPANTS)))
-        return cls(expect_bytes(f[0], "round_result.round_id", HASH_BYTES),
-                   expect_bytes(f[1], "round_result.creator", MEMBER_ID_BYTES),
-                   expect_bytes(f[2], "round_result.head_digest", HASH_BYTES), contributors, excluded,
-                   expect_bytes(f[5], "round_result.signature", SIGNATURE_BYTES))
 
 
 def validate_round_result(result: RoundResult, participants: Sequence[bytes], members: Mapping[bytes, Member]) -> None:

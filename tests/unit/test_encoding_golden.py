@@ -1,14 +1,18 @@
 """Golden bytes: every chain and wire type encodes exactly as the hand-written encoders did.
 
 The digests below were taken from the per-type ``to_fields`` of commit b7fd616, before the
-declarative field tables replaced them; a change here is a change of the wire or of block
-hashes, and needs a protocol version, not a new golden value.
+declarative field tables replaced them; those of the newer types (records, model_round,
+model_update, model_metrics, the round result, and their signed bytes, ids and digests) from
+their hand-written encoders before issue 11 converted them (records: the encoder of 3815b92).
+A change here is a change of the wire or of block hashes, and needs a protocol version, not a
+new golden value.
 
 1. Each example is packed with ``to_fields`` and compared with its recorded SHA-256.
 2. Each example decodes back from those bytes to an equal object.
 3. The derived bytes (record signing bytes, the parameters hash) are unchanged too.
 4. Every type's field table names exactly its attributes, and its decoder is strict: wrong arity,
-   a bool for an int, an out-of-range int, a str for bytes, oversized bytes, too many items.
+   a bool for an int, an out-of-range int, a str for bytes, oversized bytes, too many items, a
+   fixed tuple item (a metric, a contributor) of the wrong arity or types.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from typing import Any
 
 import pytest
 
-from consensus.encoding import Bin, Int, ListOf, Str, pack, unpack
+from consensus.encoding import Bin, Int, ListOf, Str, TupleOf, pack, unpack
 from consensus.errors import ValidationError
+from consensus.governance import RoundResult
 from consensus.types import Block, BlockHeader, ChainParams, DiagnosisRecord, Member
 from network.codec import decode_message, encode_message
 from network.messages import (
     Announce, Auth, Blocks, GetBlocks, GetHeaders, GetPeers, Headers, Hello, NotFound, PeerAddress, Peers, Ping, Pong,
+    Records,
 )
+from network.model_messages import ModelMetrics, ModelRound, ModelUpdate
 
 H1 = bytes(range(32))
 H2 = bytes(range(32, 64))
@@ -48,6 +55,22 @@ HEADER = BlockHeader(height=70_000, prev_hash=H1, merkle_root=H2, timestamp_ms=1
                      miner_id=MEMBER_ID, nonce=2**63 + 5)
 BLOCK = Block(header=HEADER, signature=SIGNATURE, records=(RECORD_ONE, RECORD_TWO))
 GENESIS = Block(header=BlockHeader(0, bytes(32), H2, 1, 0, bytes(16), 0), signature=b"", records=())
+OTHER_ID = bytes(range(200, 216))
+MODEL_ROUND = ModelRound(
+    proposer=MEMBER_ID, number=7, modality="xray", base_model_id=H1, head_digest=H2, epochs=20,
+    learning_rate_micro=1_000_000, l2_micro=30_000, deadline_ms=1_800_000_000_000, participants=(MEMBER_ID, OTHER_ID),
+    quorum=2, max_auc_drop_micro=20_000, signature=SIGNATURE,
+)
+MODEL_UPDATE = ModelUpdate(
+    round_id=H1, member_id=OTHER_ID, head=bytes(range(200)) * 3, sample_count=1234,
+    metrics=(("heldout_auc_current", 650_000), ("loss", -1_500_000), ("x", 10**15)), signature=SIGNATURE,
+)
+MODEL_METRICS = ModelMetrics(round_id=H2, member_id=MEMBER_ID, head_digest=H1, current_auc_micro=-1,
+                             candidate_auc_micro=1_000_000, signature=SIGNATURE)
+ROUND_RESULT = RoundResult(
+    round_id=H1, creator=MEMBER_ID, head_digest=H2, contributors=((MEMBER_ID, H1), (OTHER_ID, H2)),
+    excluded=((bytes(16), "norm-outlier"), (bytes(range(16)), "no-update")), signature=SIGNATURE,
+)
 
 CONTAINERS: dict[str, Any] = {
     "member": MEMBERS[1],
@@ -57,6 +80,7 @@ CONTAINERS: dict[str, Any] = {
     "header": HEADER,
     "block": BLOCK,
     "genesis": GENESIS,
+    "round-result": ROUND_RESULT,
 }
 MESSAGES: dict[str, Any] = {
     "hello": Hello(2, H1, MEMBER_ID, H2, 8601, 123_456, "lungledger/0.1"),
@@ -71,6 +95,10 @@ MESSAGES: dict[str, Any] = {
     "peers": Peers((PeerAddress("10.0.0.7", 8601, MEMBER_ID), PeerAddress("node.example", 65535, bytes(16)))),
     "ping": Ping(2**64 - 1),
     "pong": Pong(0),
+    "records": Records((RECORD_ONE.encoded, RECORD_TWO.encoded)),
+    "model_round": MODEL_ROUND,
+    "model_update": MODEL_UPDATE,
+    "model_metrics": MODEL_METRICS,
 }
 
 GOLDEN: dict[str, str] = {
@@ -86,15 +114,25 @@ GOLDEN: dict[str, str] = {
     "msg-get_peers": "c2b5c851f2d795d9ee2f1b55f7142c38f9d2ab9aafd067a04842157704e6c260",
     "msg-headers": "f05c12641b2ae1f58cf591fad837a71dfc9934f7870b722367b86debc9b9e9a8",
     "msg-hello": "239e90ce175bb129cdfb89c94f58425826146bfdbba32d7bf4e65b2672524bea",
+    "msg-model_metrics": "eec3552dc27f5cf22b27abe623273613a6d7eea5b38245e38f7ea45eb9da401d",
+    "msg-model_metrics-digest": "f4b2ccf6b7387d12a306136dc91a8a6dcf79484b7fdb90009d6ac03ba848071b",
+    "msg-model_round": "d70eefa5f189cf86b3c4d8359e8a91398c2eb78ba2f01ea69de8f963c98b6b41",
+    "msg-model_round-id": "8e18971da8b5f4ddeb9dcab75a11ca993a0396aaa988ed6e1e5a9cae2b817d12",
+    "msg-model_update": "c369cd519e01f8287b23936b07ff67ebc08b5f7bcab5cde351c38b00514b0148",
+    "msg-model_update-digest": "6abfa5f79adb09dac55b5df40de95ca644139d0318d6a16ff82aa17d5187f82c",
     "msg-not_found": "3cc76614d2e438cb9c486546d38f0f510ad23a471854f77280608677eaee54ba",
     "msg-peers": "53c9b48c960395e6eaa9eec4c144eb46672938f27721621eb7ee2f73b1e18543",
     "msg-ping": "4f2348c784c48397a90e3c6faf08d000821469a9f4630f0f86a8295a29ad7c8e",
     "msg-pong": "963b506fe5b9def770dfcd40cf1e94042705813508e5ebebc9153d9b8ee7dd30",
+    "msg-records": "a9f2c3965ed5482afca4054ad81b39d602eccb8bfa5217e6a1d2811c40fe689c",
     "params": "6ed09f3bd4bd9c3a5b5db3f6641b3c315c4a281f9cc6a8d00a200aaa73ae1132",
     "params-hash": "029ff763254cd6fc6560765f84db937664fe2e712fa8d9b1aceb2de37dfb4011",
     "record-one": "3a4e95166f2b9d6c3544e62350a0ec4ca822567ad322c1d78b4647b1c798428b",
     "record-one-signing": "45d81741c019344d83064ca3b272bb6674e907ddbc90759c10c39d6cc8abfc0f",
     "record-two": "3c41697884f2bdce77d093b8d197c8350a5c1a0c5a4044b6a9871042cef1738e",
+    "round-result": "8322a8acdccf4e132e6c3d2a3c5cab817d89953e859f6b233108d312c290dc00",
+    "round-result-hash": "836f976ad00ee78efa306f20a1c3dbd43c9abdaf9310e93f90384dc752dc9d87",
+    "round-result-signing": "6bd6492e5f1b12942c9ea34aedfdfc04152861a517004818fde038b7baf16dc2",
 }
 
 
@@ -107,6 +145,11 @@ def _encodings() -> dict[str, bytes]:
     found.update({f"msg-{name}": encode_message(message) for name, message in MESSAGES.items()})
     found["record-one-signing"] = RECORD_ONE.signing_bytes
     found["params-hash"] = PARAMS.params_hash
+    found["round-result-signing"] = ROUND_RESULT.signed_bytes()
+    found["round-result-hash"] = ROUND_RESULT.record_hash
+    found["msg-model_round-id"] = MODEL_ROUND.round_id
+    found["msg-model_update-digest"] = MODEL_UPDATE.digest
+    found["msg-model_metrics-digest"] = MODEL_METRICS.digest
     return found
 
 
@@ -170,6 +213,10 @@ def test_decoding_is_strict_for_every_type(name: str, value: Any) -> None:
         elif isinstance(kind, ListOf):
             broken.append([*fields[:index], [fields[index][0] if fields[index] else 0] * (kind.max_items + 1),
                            *fields[index + 1:]])
+            if isinstance(kind.item, TupleOf) and fields[index]:
+                item = fields[index][0]
+                for bad_item in (item[:-1], [*item, 0], tuple(item), [True] * len(item)):
+                    broken.append([*fields[:index], [bad_item, *fields[index][1:]], *fields[index + 1:]])
     for candidate in broken:
         with pytest.raises(ValidationError) as caught:
             cls.from_fields(candidate)
