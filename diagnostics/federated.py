@@ -18,6 +18,8 @@ frozen model; only heads, sample counts and metrics leave a site.
   noise; :func:`compute_epsilon` is the zCDP accountant for it (see docs/FEDERATED.md).
 - :func:`decide_adoption`: a quorum of sites, and no site's held-out AUC drops by more
   than ``max_auc_drop``.
+- :class:`ServedHead` and :func:`compute_served_model_id`: an adopted head as the plug-in
+  serves it, and the model id a diagnosis made with it records.
 """
 
 from __future__ import annotations
@@ -314,3 +316,38 @@ def decide_adoption(reports: Sequence[SiteReport], rule: AdoptionRule) -> Adopti
         if round(report.current_auc * 1e6) - round(report.candidate_auc * 1e6) > round(rule.max_auc_drop * 1e6):
             return Adoption(False, f"auc-drop: {member_id} {report.current_auc:.3f} -> {report.candidate_auc:.3f}")
     return Adoption(True, "adopted")
+
+
+def compute_served_model_id(base_model_id: str, head_digest: str) -> str:
+    """SHA-256(tflite SHA-256 || head digest), 32 raw bytes each: the id of the shipped model served with that head."""
+    base, head = bytes.fromhex(base_model_id), bytes.fromhex(head_digest)
+    if len(base) != 32 or len(head) != 32:
+        raise FederatedError("bad-digest", "the model id and the head digest must be SHA-256 digests (32 bytes)")
+    return hashlib.sha256(base + head).hexdigest()
+
+
+@dataclass(frozen=True)
+class ServedHead:
+    """An adopted head served on top of the shipped model ``base_model_id`` (the ``.tflite``'s SHA-256).
+
+    The head lives in the card head's space: the card's head is the raw head divided by the
+    temperature (the calibration is folded in, ``docs/MODELS.md``), rounds train from it, so
+    ``probability = sigmoid(pooled features @ weights + bias)`` with no further scaling.
+    """
+
+    base_model_id: str
+    head: Head
+
+    @property
+    def digest(self) -> str:
+        return self.head.digest()
+
+    @property
+    def model_id(self) -> str:
+        return compute_served_model_id(self.base_model_id, self.digest)
+
+    def compute_probability(self, features: np.ndarray) -> float:
+        """The model's feature map [h, w, C] (or pooled [C]) -> probability, pooled in float64."""
+        values = np.asarray(features, dtype=np.float64)
+        pooled = values.mean(axis=(0, 1)) if values.ndim == 3 else values
+        return float(compute_sigmoid(self.head.logits(pooled)))

@@ -30,6 +30,7 @@ import numpy as np
 
 from diagnostics.batching import MicroBatcher
 from diagnostics.errors import DiagnosisError
+from diagnostics.federated import Head, ServedHead
 from diagnostics.fusion import DiagnosisConfig, ModelEvidence, compute_assessment
 from diagnostics.heatmap import HEATMAP_MAX_SIDE, compute_cam, render_heatmap_png, render_image_png
 from diagnostics.imaging import MODALITIES, ImageLimits, decode_image, validate_modality
@@ -72,11 +73,37 @@ class MobileNetV2Plugin:
         self._executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="diagnostics")
         self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MicroBatcher]] = \
             weakref.WeakKeyDictionary()
+        # adopted heads by modality: replaced whole by serve_head, never mutated, so finish() reads one snapshot
+        self._served: Mapping[str, ServedHead] = {}
+
+    def serve_head(self, modality: str, served: ServedHead | None) -> None:
+        """Serve ``served`` for ``modality`` from now on (None or the built-in head: the card's head again).
+
+        Refused (``model-mismatch``) unless it was trained on this plug-in's own model for that modality.
+        """
+        model = self.models.get(modality)
+        if model is None:
+            raise DiagnosisError("model-unavailable", f"this plug-in has no {modality} model")
+        served_heads = dict(self._served)
+        if served is None or served.digest == get_builtin_head(model).digest():
+            served_heads.pop(modality, None)
+        elif served.base_model_id != model.card.model_id or served.head.weights.size != model.card.head_weights.size:
+            raise DiagnosisError("model-mismatch", f"the {modality} head was trained on model "
+                                                   f"{served.base_model_id[:16]}, this plug-in serves "
+                                                   f"{model.card.model_id[:16]}")
+        else:
+            served_heads[modality] = served
+        self._served = served_heads
+
+    def get_served_head(self, modality: str) -> ServedHead | None:
+        return self._served.get(modality)
 
     def info(self) -> dict[str, Any]:
+        served = self._served
         return {"plugin": self.name, "disclaimer": DISCLAIMER,
                 "modalities": sorted(self.models),
-                "models": {modality: {**model.card.describe(), "max_batch": model.max_batch}
+                "models": {modality: {**model.card.describe(), "max_batch": model.max_batch,
+                                      **_describe_served(served.get(modality))}
                            for modality, model in self.models.items()}}
 
     def diagnose(self, images: Mapping[str, bytes], risk: RiskFactors | None) -> DiagnosisResult:
@@ -124,6 +151,13 @@ class MobileNetV2Plugin:
         """
         model = self.models[prepared.modality]
         card = model.card
+        served = self._served.get(prepared.modality)
+        head_weights, head_bias, identity = card.head_weights, card.head_bias, \
+            ModelInfo(card.name, card.version, card.model_id)
+        if served is not None:  # an adopted head: its probability from the same features, no second invoke
+            probability = served.compute_probability(features)
+            head_weights, head_bias = served.head.weights, served.head.bias
+            identity = ModelInfo(card.name, card.version, served.model_id, served.digest, card.model_id)
         flags: tuple[str, ...] = ()
         gate_summary = None
         if model.gate is not None:
@@ -133,12 +167,12 @@ class MobileNetV2Plugin:
                 raise type(error)(error.code, f"{prepared.modality} image: {error.message}") from error
             flags = (OUT_OF_DISTRIBUTION,) if decision.out_of_distribution else ()
             gate_summary = decision.to_dict()
-        cam = compute_cam(features, card.head_weights, card.head_bias)
+        cam = compute_cam(features, head_weights, head_bias)
         height, width = prepared.pixels.shape
         image_png = render_image_png(prepared.pixels) if prepared.source_format == "dicom" else None
         return ModalityResult(
             modality=prepared.modality, probability=probability, threshold=card.threshold, weight=0.0,
-            model=ModelInfo(card.name, card.version, card.model_id), source_format=prepared.source_format,
+            model=identity, source_format=prepared.source_format,
             heatmap_png=render_heatmap_png(cam, width, height, self._get_heatmap_side(prepared, cam)),
             image_png=image_png,
             flags=flags, gate=gate_summary, cam_grid=tuple(map(tuple, np.round(cam.astype(np.float64), 3).tolist())))
@@ -188,6 +222,15 @@ class MobileNetV2Plugin:
             adjusted_probability=assessment.adjusted_probability, label=assessment.label,
             confidence=assessment.confidence, risk_level=assessment.risk_level,
             recommendations=warnings + assessment.recommendations, risk_factors=risk)
+
+
+def get_builtin_head(model: LiteRTModel) -> Head:
+    """The head inside the shipped ``.tflite`` (the card's), as rounds start from it."""
+    return Head.create(model.card.head_weights.astype(np.float64), model.card.head_bias)
+
+
+def _describe_served(served: ServedHead | None) -> dict[str, str]:
+    return {} if served is None else {"head_digest": served.digest, "served_model_id": served.model_id}
 
 
 def load_models(options: Mapping[str, Any]) -> dict[str, LiteRTModel]:

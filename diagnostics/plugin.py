@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from diagnostics.errors import DiagnosisError
 from diagnostics.result import DiagnosisResult
 from diagnostics.risk import RiskFactors
+
+if TYPE_CHECKING:  # numpy stays unimported until a plug-in loads
+    from diagnostics.federated import ServedHead
 
 DEFAULT_PLUGIN_NAME = "mobilenetv2"
 RELAY_ONLY_NAMES = frozenset({"none"})
@@ -48,6 +51,15 @@ class DiagnosticPlugin(Protocol):
 
     def close(self) -> None:
         """Release worker threads; the plug-in is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class HeadServingPlugin(Protocol):
+    """A plug-in that can serve an adopted federated head (optional; the default plug-in can)."""
+
+    def serve_head(self, modality: str, served: ServedHead | None) -> None:
+        """Use ``served`` for ``modality`` from the next diagnosis on; None: the built-in head again."""
         ...
 
 

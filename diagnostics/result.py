@@ -17,10 +17,15 @@ OUT_OF_DISTRIBUTION = "out-of-distribution"
 class ModelInfo:
     name: str
     version: str
-    sha256: str
+    sha256: str  # what the record's model id is: the .tflite's SHA-256, or the served id with an adopted head
+    head_digest: str | None = None  # an adopted (federated) head, when one is served; None: the built-in head
+    base_sha256: str | None = None  # with head_digest: the .tflite's SHA-256
 
     def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+        described = {"name": self.name, "version": self.version, "sha256": self.sha256}
+        if self.head_digest is not None and self.base_sha256 is not None:  # absent for the built-in head
+            described.update(head_digest=self.head_digest, base_sha256=self.base_sha256)
+        return described
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,11 @@
   averages what it received (``node.federated_round.finalise_round``): the same
   updates give the same head digest on every node. A participant that never sends
   is excluded as ``no-update``; the round completes without it.
-- Each site scores the aggregate on its own held-out split (``local_report``).
-  The served head does not change here: adoption is decided on chain (not built yet).
+- Each site scores the aggregate on its own held-out split (``local_report``) and signs
+  it. When the adoption rule holds, the aggregate becomes the federation head (the next
+  round trains from it), is stored by digest (``node.federated_heads``) and is served by
+  the diagnostic plug-in for this modality; a diagnosis then records the served model id
+  SHA-256(tflite SHA-256 || head digest). At start-up the last adopted head is served again.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from consensus.types import ChainParams
 from diagnostics.auc import compute_auc
 from diagnostics.federated import Head, Preconditioner, train_local
 from diagnostics.federated_data import get_preconditioner, load_site_features
+from diagnostics.errors import DiagnosisError
 from diagnostics.model import LiteRTModel
+from diagnostics.plugin import DiagnosticPlugin, HeadServingPlugin
 from network.errors import ProtocolViolation
 from network.model_messages import (METRICS_DOMAIN, MICRO, ROUND_DOMAIN, UPDATE_DOMAIN, ModelMetrics, ModelRound,
                                     ModelUpdate)
@@ -46,9 +51,10 @@ from node.federated_round import (MAX_PENDING_UPDATES, MAX_ROUNDS_KEPT, Federate
                                   apply_privacy, decide_round_adoption, describe_privacy, finalise_round,
                                   make_round_result)
 from node.auth import get_principal
+from node.federated_heads import HEAD_STORE, HeadStore, HeadStoreError, StoredHead, setup_head_routes
 from node.http import API_PREFIX, ApiError, json_reply
 from node.identity import NodeIdentity
-from node.keys import CONFIG, GENESIS, IDENTITY, NETWORK
+from node.keys import CONFIG, GENESIS, IDENTITY, NETWORK, PLUGIN
 
 log = logging.getLogger("lungledger.federated")
 FEDERATED: web.AppKey[FederatedService | None] = web.AppKey("federated")
@@ -70,13 +76,18 @@ class SiteData:
 
 class FederatedService:
     def __init__(self, network: PeerNetwork, params: ChainParams, identity: NodeIdentity,
-                 settings: FederatedSettings, model: LiteRTModel, clock: Callable[[], float] = time.time) -> None:
+                 settings: FederatedSettings, model: LiteRTModel, heads: HeadStore,
+                 plugin: DiagnosticPlugin | None = None, clock: Callable[[], float] = time.time) -> None:
         self.network = network
         self.params = params
         self.identity = identity
         self.settings = settings
         self.model = model
         self.clock = clock
+        self.heads = heads
+        self.plugin = plugin
+        self.served: StoredHead | None = None  # the adopted head the plug-in serves (None: the built-in one)
+        self._serving = asyncio.Lock()  # adoptions are stored and served in the order they were decided
         self.head = Head.create(model.card.head_weights.astype(np.float64), model.card.head_bias)
         self.preconditioner: Preconditioner = get_preconditioner(model)
         self.site: SiteData | None = None
@@ -107,6 +118,41 @@ class FederatedService:
         self.site = SiteData(split["train"], split["validation"])
         log.info("federated site data: %d images (%d training) from %s", len(features.images),
                  len(split["train"][1]), self.settings.data_dir)
+
+    async def restore_head(self) -> None:
+        """Serve the last adopted head again (and train the next round from it), if it fits this model."""
+        try:
+            stored = await asyncio.to_thread(self.heads.load_current, self.settings.modality)
+        except HeadStoreError as error:
+            log.error("not serving the last adopted %s head: %s", self.settings.modality, error)
+            return
+        if stored is None:
+            return
+        if stored.base_model_id != self.model.card.model_id:
+            log.warning("the last adopted %s head %s was trained on another model; serving the built-in head",
+                        stored.modality, stored.digest[:16])
+            return
+        self.head = stored.head
+        self._serve(stored)
+
+    async def _store_and_serve(self, stored: StoredHead) -> None:
+        """Persist first, so that every head a record names can be fetched; then serve it."""
+        async with self._serving:
+            await asyncio.to_thread(self.heads.save, stored)
+            self._serve(stored)
+
+    def _serve(self, stored: StoredHead) -> None:
+        if not isinstance(self.plugin, HeadServingPlugin):
+            log.warning("adopted head %s stored; the diagnostic plug-in cannot serve it", stored.digest[:16])
+            return
+        try:
+            self.plugin.serve_head(stored.modality, stored.to_served())
+        except DiagnosisError as error:
+            log.warning("adopted head %s not served: %s", stored.digest[:16], error)
+            return
+        self.served = stored
+        log.info("serving the adopted %s head %s (model id %s)", stored.modality, stored.digest[:16],
+                 stored.served_model_id[:16])
 
     async def close(self) -> None:
         for task in list(self.tasks):
@@ -275,7 +321,7 @@ class FederatedService:
         self._decide(state, final=True)
 
     def _decide(self, state: RoundState, final: bool) -> None:
-        """Adopt the aggregate when the rule holds: rounds after it train from it (diagnoses still use the card's)."""
+        """Adopt the aggregate when the rule holds: rounds after it train from it and diagnoses use it."""
         verdict = decide_round_adoption(state, final)
         if verdict is None:
             return
@@ -283,11 +329,17 @@ class FederatedService:
         if verdict.adopted and state.head is not None and state.base is not None \
                 and state.base.digest() == self.head.digest():
             self.head = state.head
+            stored = StoredHead(self.settings.modality, self.model.card.model_id, state.head, state.round_id.hex(),
+                                int(self.clock() * 1000))
+            self._spawn(self._store_and_serve(stored), "federated-serve")
         log.info("round %s adoption: %s", state.round_id.hex()[:12], verdict.reason)
 
     def get_status(self) -> dict[str, Any]:
         return {"modality": self.settings.modality, "model_id": self.model.card.model_id,
-                "head_digest": self.head.digest(), "site_images": None if self.site is None else
+                "head_digest": self.head.digest(),
+                "served": None if self.served is None else {"head_digest": self.served.digest,
+                                                            "served_model_id": self.served.served_model_id},
+                "site_images": None if self.site is None else
                 int(len(self.site.train[1]) + len(self.site.validation[1])),
                 "privacy": describe_privacy(self.settings, self.rounds_sent),
                 "rounds": [state.to_json() for state in reversed(self.rounds.values())]}
@@ -305,7 +357,9 @@ async def federated_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     settings = FederatedSettings.from_section(config.federated, config.data_dir)
     model = await asyncio.to_thread(LiteRTModel, config.models_dir / settings.modality)
-    service = FederatedService(app[NETWORK], app[GENESIS].params, app[IDENTITY], settings, model)
+    service = FederatedService(app[NETWORK], app[GENESIS].params, app[IDENTITY], settings, model, app[HEAD_STORE],
+                               app[PLUGIN])
+    await service.restore_head()
     await service.load_site()
     app[FEDERATED] = service
     yield
@@ -357,6 +411,7 @@ def setup_federated(app: web.Application) -> None:
     """Federated rounds when the config has a ``federated`` section (after the peer network starts)."""
     app.router.add_get(f"{API_PREFIX}/federated", get_federated)
     app.router.add_post(f"{API_PREFIX}/federated/rounds", post_federated_round)
+    setup_head_routes(app)
     if app[CONFIG].federated:
         app.cleanup_ctx.append(federated_context)
     else:

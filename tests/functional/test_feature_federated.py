@@ -8,13 +8,19 @@ Plan:
    with the node's API token; without it: 401); every node trains, sends a signed ``model_update``, and
    every node aggregates the same three updates to the same head digest; every site
    signs its held-out AUC (``model_metrics``), the rule holds (quorum 2, margin 1.0)
-   and every node adopts that head: all three now use the same head digest.
+   and every node adopts that head: all three now use the same head digest. Before the round
+   each node's diagnosis names the shipped model; after it, a diagnosis (over the API, a
+   real record) on every node uses the adopted head: its probability is the head applied to
+   the model's features, its record names SHA-256(tflite SHA-256 || head digest), and all
+   nodes agree; the head can be fetched by digest (``GET /api/v1/federated/heads/{digest}``).
 3. Node 2 sends a poisoned update (its head scaled x100): every node excludes it as
    ``norm-outlier``, agrees on the aggregate of the two honest updates and adopts it.
 4. Node 2 is killed mid-round (after it received the proposal, before it sent): at the
    deadline nodes 0 and 1 complete the round without it (``no-update``), same digest.
    The round asked for a quorum of 3 sites: only 2 report, so the head is not
-   adopted and both nodes keep the head of step 3.
+   adopted and both nodes keep the head of step 3: their diagnoses are byte-identical in
+   probability and model id to before the round (an unadopted head is never served).
+5. Node 2 restarts: it serves the last adopted head (step 3) again, read from its data dir.
 """
 
 from __future__ import annotations
@@ -23,13 +29,20 @@ import shutil
 from pathlib import Path
 
 import aiohttp
+import numpy as np
+import pytest
 
 from consensus.governance import validate_round_result
+from diagnostics.federated import Head, ServedHead, compute_served_model_id
+from diagnostics.mobilenetv2 import MobileNetV2Plugin
 from node.federated import FEDERATED, FederatedService
+from node.keys import PLUGIN
+from tests.support.api import require_models, sample_image
 from tests.support.network import TestNetwork, TestNode, connect_all, wait_until
 
 IMAGES_PER_CLASS = 4
 TIMEOUT_S = 120.0
+PLUGIN_OPTIONS = {"modalities": ["xray"], "max_batch": 1, "workers": 1}
 
 
 def make_site(shared_data_dir: Path, target: Path, source: str, skip: int) -> Path:
@@ -72,6 +85,65 @@ async def wait_adoption(nodes: list[TestNode], round_id: bytes) -> set[str | Non
     return {adoption(node, round_id) for node in nodes}
 
 
+def plugin(node: TestNode) -> MobileNetV2Plugin:
+    found = node.app[PLUGIN] if node.app is not None else None
+    assert isinstance(found, MobileNetV2Plugin), f"node {node.index} runs no mobilenetv2 plug-in"
+    return found
+
+
+def served_digest(node: TestNode) -> str | None:
+    served = plugin(node).get_served_head("xray")
+    return None if served is None else served.digest
+
+
+async def diagnose(node: TestNode, image: bytes) -> tuple[float, str]:
+    """One X-ray diagnosis over the API: (probability, the model id its signed record names)."""
+    form = aiohttp.FormData()
+    form.add_field("xray", image, filename="xray.png", content_type="image/png")
+    headers = {"Authorization": f"Bearer {node.identity.api_token}"}
+    async with aiohttp.ClientSession() as client, \
+            client.post(f"{node.base_url}/api/v1/diagnoses", data=form, headers=headers, ssl=False) as response:
+        reply = await response.json()
+        assert response.status == 202, reply
+    entry = reply["result"]["modalities"]["xray"]
+    assert reply["record"]["probabilities_ppm"] == [round(entry["probability"] * 1_000_000)]
+    [model_id] = reply["record"]["model_ids"]
+    assert model_id == entry["model"]["sha256"]
+    return entry["probability"], model_id
+
+
+def features_of(node: TestNode, image: bytes) -> np.ndarray:
+    serving = plugin(node)
+    prepared = serving.prepare("xray", image)
+    features: np.ndarray = serving.models["xray"].predict(prepared.tensor[None])[1][0]
+    return features
+
+
+async def check_serves(nodes: list[TestNode], head: Head, image: bytes) -> tuple[float, str]:
+    """Every node diagnoses with ``head``: the head on the features, the combined id, one answer."""
+    await wait_until(lambda: all(served_digest(node) == head.digest() for node in nodes), TIMEOUT_S,
+                     "every node to serve the adopted head")
+    base_id = plugin(nodes[0]).models["xray"].card.model_id
+    answers = {await diagnose(node, image) for node in nodes}
+    assert len(answers) == 1, answers
+    [(probability, model_id)] = answers
+    assert model_id == compute_served_model_id(base_id, head.digest())
+    expected = ServedHead(base_id, head).compute_probability(features_of(nodes[0], image))
+    assert probability == pytest.approx(expected, abs=1e-12)
+    return probability, model_id
+
+
+async def fetch_head(node: TestNode, digest: str) -> Head:
+    async with aiohttp.ClientSession() as client, \
+            client.get(f"{node.base_url}/api/v1/federated/heads/{digest}", ssl=False) as response:
+        assert response.status == 200, await response.text()
+        described = await response.json()
+    fetched = Head.create(described["weights"], described["bias"])
+    assert fetched.digest() == digest == described["digest"]
+    assert described["served_model_id"] == compute_served_model_id(described["base_model_id"], digest)
+    return fetched
+
+
 async def wait_aggregated(nodes: list[TestNode], round_id: bytes) -> list[str]:
     await wait_until(lambda: all(round_status(node, round_id) == "aggregated" for node in nodes), TIMEOUT_S,
                      "every node to aggregate the round")
@@ -92,13 +164,19 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
     assert network.genesis is not None
     for index, site in enumerate(sites):
         network.configure(index, federated={"data_dir": str(site), "modality": "xray", "epochs": 5, "quorum": 2,
-                                            "max_auc_drop": 1.0})
+                                            "max_auc_drop": 1.0},
+                          plugin="mobilenetv2", plugin_options=PLUGIN_OPTIONS)
+    require_models("xray")
+    image = sample_image("xray", "cancer", 1).read_bytes()
     await network.start()
     nodes = network.nodes
     try:
         await connect_all(nodes)
         assert all(service(node).site is not None for node in nodes)
         members = [node.identity.member_id.hex() for node in nodes]
+        shipped_id = plugin(nodes[0]).models["xray"].card.model_id
+        shipped = {await diagnose(node, image) for node in nodes}
+        assert len(shipped) == 1 and next(iter(shipped))[1] == shipped_id  # the built-in head: today's id
 
         # 2. a round with everyone, proposed through the API
         url = f"{nodes[0].base_url}/api/v1/federated/rounds"
@@ -128,6 +206,9 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
         assert await wait_adoption(nodes, proposal.round_id) == {"adopted"}
         assert {service(node).head.digest() for node in nodes} == {first}
         assert all(len(service(node).rounds[proposal.round_id].reports) == 3 for node in nodes)
+        first_head = await fetch_head(nodes[1], first)
+        first_answer = await check_serves(nodes, first_head, image)
+        assert first_answer[0] != next(iter(shipped))[0]
 
         # 3. a poisoned update (x100) is excluded by every node
         service(nodes[2]).faults.scale = 100.0
@@ -142,6 +223,8 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
         assert await wait_adoption(nodes, proposal.round_id) == {"adopted"}
         second = digests[0]
         assert {service(node).head.digest() for node in nodes} == {second}
+        second_head = await fetch_head(nodes[0], second)
+        second_answer = await check_serves(nodes, second_head, image)
 
         # 4. node 2 dies after receiving the proposal, before sending its update
         service(nodes[2]).faults.scale, service(nodes[2]).faults.delay_s = 1.0, 3600.0
@@ -159,5 +242,12 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
         assert verdicts == {"no-quorum: 2 of 3 sites reported"}
         assert {service(node).head.digest() for node in nodes[:2]} == {second}  # the unadopted head is not used
         assert digests[0] != second
+        assert {await diagnose(node, image) for node in nodes[:2]} == {second_answer}
+        assert {served_digest(node) for node in nodes[:2]} == {second}
+
+        # 5. node 2 restarts and serves the last adopted head from its data dir
+        await nodes[2].start()
+        assert served_digest(nodes[2]) == second and service(nodes[2]).head.digest() == second
+        assert await diagnose(nodes[2], image) == second_answer
     finally:
         await network.stop()
