@@ -112,8 +112,24 @@ SCHEMAS: dict[str, Any] = {
                   "description": "federated rounds this node has seen (docs/FEDERATED.md)",
                   "properties": {"enabled": {"type": "boolean"}, "modality": {"type": "string"},
                                  "model_id": {"type": "string"}, "head_digest": {"type": "string"},
+                                 "served": {"type": ["object", "null"], "description": "the adopted head the "
+                                            "plug-in serves (null: the built-in head)",
+                                            "properties": {"head_digest": HEX_STRING,
+                                                           "served_model_id": HEX_STRING}},
                                  "site_images": {"type": ["integer", "null"]},
                                  "rounds": {"type": "array", "items": {"type": "object"}}}},
+    "FederatedHeadSummary": {
+        "type": "object", "required": ["digest", "modality", "base_model_id", "served_model_id", "adopted_ms"],
+        "properties": {"digest": HEX_STRING, "modality": {"enum": ["ct", "xray"]}, "base_model_id": HEX_STRING,
+                       "served_model_id": {**HEX_STRING, "description": "SHA-256(base_model_id || digest): the "
+                                                                        "model id a diagnosis record names"},
+                       "round_id": NULLABLE_HEX, "adopted_ms": {"type": "integer"}, "features": {"type": "integer"}}},
+    "FederatedHeads": {"type": "object", "required": ["heads"],
+                       "properties": {"heads": {"type": "array", "items": _ref("FederatedHeadSummary")}}},
+    "FederatedHead": {"allOf": [_ref("FederatedHeadSummary"), {
+        "type": "object", "required": ["weights", "bias"],
+        "properties": {"weights": {"type": "array", "items": {"type": "number"}}, "bias": {"type": "number"},
+                       "digest_rule": {"type": "string"}}}]},
     "Peers": {"type": "object", "required": ["count", "peers"],
               "properties": {"count": {"type": "integer"}, "peers": {"type": "array", "items": {"type": "object"}},
                              "bootstrap": {"type": "array", "items": {"type": "string"}}}},
@@ -176,6 +192,14 @@ def _paths() -> dict[str, Any]:
                                   "responses": {"200": _json(_ref("Peers"), "Peers")}}},
         "/api/v1/federated": {"get": {**public, "summary": "Federated rounds: head in use, rounds, participants",
                                       "responses": {"200": _json(_ref("Federated"), "Rounds")}}},
+        "/api/v1/federated/heads": {"get": {**public, "summary": "Every head this node adopted (digests, ids)",
+                                            "responses": {"200": _json(_ref("FederatedHeads"), "Heads")}}},
+        "/api/v1/federated/heads/{digest}": {"get": {
+            **public, "summary": "One adopted head by digest, weights included (to check a record's model id)",
+            "parameters": [{"name": "digest", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": HEX64}, "description": "head digest, hex"}],
+            "responses": {"200": _json(_ref("FederatedHead"), "The head"), **_errors(400, 404),
+                          "500": _json(_ref("Error"), "The stored head is damaged (damaged-head)")}}},
         "/api/v1/federated/rounds": {"post": {
             **token, "summary": "Propose a federated round (administrators and the API token)",
             "requestBody": {"required": False, "content": {"application/json": {"schema": {
