@@ -39,9 +39,8 @@ from consensus.types import ChainParams
 from diagnostics.auc import compute_auc
 from diagnostics.federated import Head, Preconditioner, train_local
 from diagnostics.federated_data import get_preconditioner, load_site_features
-from diagnostics.errors import DiagnosisError
 from diagnostics.model import LiteRTModel
-from diagnostics.plugin import DiagnosticPlugin, HeadServingPlugin
+from diagnostics.plugin import DiagnosticPlugin
 from network.errors import ProtocolViolation
 from network.model_messages import (METRICS_DOMAIN, MICRO, ROUND_DOMAIN, UPDATE_DOMAIN, ModelMetrics, ModelRound,
                                     ModelUpdate)
@@ -51,7 +50,7 @@ from node.federated_round import (MAX_PENDING_UPDATES, MAX_ROUNDS_KEPT, Federate
                                   apply_privacy, decide_round_adoption, describe_privacy, finalise_round,
                                   make_round_result)
 from node.auth import get_principal
-from node.federated_heads import HEAD_STORE, HeadStore, HeadStoreError, StoredHead, setup_head_routes
+from node.federated_heads import HEAD_STORE, HeadStore, StoredHead, load_servable, serve_stored, setup_head_routes
 from node.http import API_PREFIX, ApiError, json_reply
 from node.identity import NodeIdentity
 from node.keys import CONFIG, GENESIS, IDENTITY, NETWORK, PLUGIN
@@ -121,38 +120,17 @@ class FederatedService:
 
     async def restore_head(self) -> None:
         """Serve the last adopted head again (and train the next round from it), if it fits this model."""
-        try:
-            stored = await asyncio.to_thread(self.heads.load_current, self.settings.modality)
-        except HeadStoreError as error:
-            log.error("not serving the last adopted %s head: %s", self.settings.modality, error)
-            return
-        if stored is None:
-            return
-        if stored.base_model_id != self.model.card.model_id:
-            log.warning("the last adopted %s head %s was trained on another model; serving the built-in head",
-                        stored.modality, stored.digest[:16])
-            return
-        self.head = stored.head
-        self._serve(stored)
+        stored = await asyncio.to_thread(load_servable, self.heads, self.settings.modality, self.model.card.model_id)
+        if stored is not None:
+            self.head = stored.head
+            self.served = stored if serve_stored(self.plugin, stored) else None
 
     async def _store_and_serve(self, stored: StoredHead) -> None:
         """Persist first, so that every head a record names can be fetched; then serve it."""
         async with self._serving:
             await asyncio.to_thread(self.heads.save, stored)
-            self._serve(stored)
-
-    def _serve(self, stored: StoredHead) -> None:
-        if not isinstance(self.plugin, HeadServingPlugin):
-            log.warning("adopted head %s stored; the diagnostic plug-in cannot serve it", stored.digest[:16])
-            return
-        try:
-            self.plugin.serve_head(stored.modality, stored.to_served())
-        except DiagnosisError as error:
-            log.warning("adopted head %s not served: %s", stored.digest[:16], error)
-            return
-        self.served = stored
-        log.info("serving the adopted %s head %s (model id %s)", stored.modality, stored.digest[:16],
-                 stored.served_model_id[:16])
+            if serve_stored(self.plugin, stored):
+                self.served = stored
 
     async def close(self) -> None:
         for task in list(self.tasks):

@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -28,10 +29,13 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
+from diagnostics.errors import DiagnosisError
 from diagnostics.federated import Head, ServedHead, compute_served_model_id
+from diagnostics.plugin import DiagnosticPlugin, HeadServingPlugin
 from node.http import API_PREFIX, ApiError, json_reply
 from node.keys import CONFIG
 
+log = logging.getLogger("lungledger.federated")
 HEADS_DIR = "federated-heads"
 CURRENT_FILE = "current.json"
 PRIVATE_DIR_MODE = 0o700
@@ -173,6 +177,35 @@ class HeadStore:
             file.flush()
             os.fsync(file.fileno())
         temporary.replace(self.directory / name)
+
+
+def load_servable(store: HeadStore, modality: str, model_id: str) -> StoredHead | None:
+    """The last head adopted for ``modality`` if it was trained on ``model_id`` (else None: the built-in head)."""
+    try:
+        stored = store.load_current(modality)
+    except HeadStoreError as error:
+        log.error("not serving the last adopted %s head: %s", modality, error)
+        return None
+    if stored is not None and stored.base_model_id != model_id:
+        log.warning("the last adopted %s head %s was trained on another model; serving the built-in head",
+                    modality, stored.digest[:16])
+        return None
+    return stored
+
+
+def serve_stored(plugin: DiagnosticPlugin | None, stored: StoredHead) -> bool:
+    """Hand an adopted head to the plug-in; False (logged) when it cannot serve it."""
+    if not isinstance(plugin, HeadServingPlugin):
+        log.warning("adopted head %s stored; the diagnostic plug-in cannot serve it", stored.digest[:16])
+        return False
+    try:
+        plugin.serve_head(stored.modality, stored.to_served())
+    except DiagnosisError as error:
+        log.warning("adopted head %s not served: %s", stored.digest[:16], error)
+        return False
+    log.info("serving the adopted %s head %s (model id %s)", stored.modality, stored.digest[:16],
+             stored.served_model_id[:16])
+    return True
 
 
 HEAD_STORE: web.AppKey[HeadStore] = web.AppKey("federated_heads", HeadStore)

@@ -16,7 +16,7 @@ from diagnostics.federated import FederatedError, Head, ServedHead, compute_serv
 from diagnostics.mobilenetv2 import get_builtin_head
 from diagnostics.plugin import HeadServingPlugin, load_plugin
 from diagnostics.risk import RiskFactors
-from node.federated_heads import HeadStore, HeadStoreError, StoredHead
+from node.federated_heads import HeadStore, HeadStoreError, StoredHead, load_servable
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 BASE_ID = "ab" * 32
@@ -89,6 +89,19 @@ def test_a_damaged_or_swapped_head_file_is_refused(tmp_path: Path) -> None:
     assert [item["digest"] for item in store.list_heads()] == [second.digest]
     meta = json.loads((tmp_path / f"{second.digest}.json").read_text())
     assert "weights" not in meta  # weights live in the .npy only
+
+
+def test_only_a_head_of_this_model_is_restored(tmp_path: Path) -> None:
+    store = HeadStore(tmp_path)
+    assert load_servable(store, "xray", BASE_ID) is None
+    stored = StoredHead("xray", BASE_ID, make_head(9), None, 1)
+    store.save(stored)
+    restored = load_servable(store, "xray", BASE_ID)
+    assert restored is not None and restored.digest == stored.digest
+    assert load_servable(store, "xray", "cd" * 32) is None  # a new .tflite: its built-in head, not an old head
+    assert load_servable(store, "ct", BASE_ID) is None
+    (tmp_path / "current.json").write_text("[1, 2]")
+    assert load_servable(store, "xray", BASE_ID) is None  # damaged: logged, the built-in head is served
 
 
 @pytest.fixture(scope="module")
