@@ -56,7 +56,9 @@ def build_amended_result(record_id: str, details: Mapping[str, Any], update: Map
     evidence = []
     for modality, entry in sorted(result["modalities"].items()):
         model = plugin_info.get("models", {}).get(modality)
-        if model is None or model.get("sha256") != entry["model"]["sha256"]:
+        # with an adopted federated head, the record names the served id (docs/FEDERATED.md)
+        loaded = None if model is None else model.get("served_model_id") or model.get("sha256")
+        if loaded is None or loaded != entry["model"]["sha256"]:
             raise AmendError(409, "model-changed", f"the {modality} model that made record {record_id} is not the "
                                                    "one loaded now; its assessment cannot be redone here")
         auc = (model.get("validation") or {}).get("auc")

@@ -149,3 +149,20 @@ def test_the_plugin_serves_an_adopted_head_from_the_same_features(xray_plugin: o
         plugin.serve_head("xray", None)
     again = plugin.diagnose({"xray": image}, RiskFactors()).modalities["xray"]  # type: ignore[attr-defined]
     assert again.probability == before.probability and again.model == before.model
+
+
+def test_a_record_made_with_an_adopted_head_can_be_amended_while_that_head_is_served() -> None:
+    from node.hospital.amend import AmendError, build_amended_result
+
+    served_id = compute_served_model_id(BASE_ID, make_head(10).digest())
+    details = {"commitment": {"patient_pseudonym": None},
+               "result": {"modalities": {"xray": {"probability": 0.7, "threshold": 0.5,
+                                                  "model": {"name": "m", "version": "1", "sha256": served_id}}},
+                          "risk_factors": {}}}
+    card = {"sha256": BASE_ID, "validation": {"auc": 0.8}}
+    amended = build_amended_result("00" * 16, details, {"age": 60},
+                                   {"models": {"xray": {**card, "served_model_id": served_id}}}, {})
+    assert amended["risk_factors"]["age"] == 60 and amended["amends"]["record_id"] == "00" * 16
+    with pytest.raises(AmendError) as refused:  # the built-in head is served again: another model
+        build_amended_result("00" * 16, details, {"age": 60}, {"models": {"xray": card}}, {})
+    assert refused.value.code == "model-changed"
