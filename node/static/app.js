@@ -251,8 +251,11 @@ async function loadFederated(status) {
       $("federated-body").replaceChildren();
       return;
     }
+    const served = reply.served
+      ? `; diagnoses use the adopted head ${reply.served.head_digest.slice(0, 12)}… (model id ${reply.served.served_model_id.slice(0, 12)}…)`
+      : "; diagnoses use the model's built-in head";
     $("federated-model").textContent = `${reply.modality} model ${reply.model_id.slice(0, 12)}…, head in use ${reply.head_digest.slice(0, 12)}…` +
-      (reply.site_images === null ? " (this node trains on no local images)" : ` (${reply.site_images} local images)`);
+      (reply.site_images === null ? " (this node trains on no local images)" : ` (${reply.site_images} local images)`) + served;
     const rows = reply.rounds.map((round) => el("tr", {},
       el("td", {}, `${round.number}`),
       el("td", {}, round.status),
