@@ -13,6 +13,10 @@ Options (all optional; from the node's configuration):
                       uploads, which the page stretches over the image; 64 for DICOM, shown on its own)
 ``max_file_bytes``, ``max_pixels``           upload limits (defaults in diagnostics.imaging)
 ``risk_levels``, ``risk_adjustment``, ``recommendations``   see diagnostics.fusion
+
+``serve_head(modality, served)`` (the node calls it when a federated round is adopted) makes
+that modality's probability and heatmap use an adopted head on the same features, and its
+result name the served model id (docs/DIAGNOSTICS.md, "Serving an adopted federated head").
 """
 
 from __future__ import annotations
