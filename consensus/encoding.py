@@ -225,6 +225,8 @@ class Canonical:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if not hasattr(cls, "FIELDS"):
+            return  # an abstract base (SignedCanonical): no table of its own
         cls._LABELS = tuple(f"{cls.WIRE_NAME}.{f.name}" for f in cls.FIELDS)
         cls._NAMES = tuple(f.name for f in cls.FIELDS)
         cls._ENCODERS = tuple((i, f.kind) for i, f in enumerate(cls.FIELDS) if not f.kind.plain)
@@ -246,6 +248,16 @@ class Canonical:
     @classmethod
     def check_fields(cls, values: dict[str, Any]) -> None:
         """Rules across fields, run after each field passed its own; raise ValidationError."""
+
+
+class SignedCanonical(Canonical):
+    """A ``Canonical`` whose last field is a signature over the msgpack array of all the others."""
+
+    def unsigned_fields(self) -> list[Any]:
+        return encode_fields(self, self.FIELDS[:-1])
+
+    def signed_bytes(self) -> bytes:
+        return pack(self.unsigned_fields())
 
 
 def encode_fields(value: object, fields: tuple[Field, ...]) -> list[Any]:

@@ -20,10 +20,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from consensus.crypto import MEMBER_ID_BYTES, SIGNATURE_BYTES, is_signature_valid
-from consensus.encoding import Bin, Canonical, Field, ListOf, Str, TupleOf, encode_fields, pack
+from consensus.encoding import Bin, SignedCanonical, Field, ListOf, Str, TupleOf, pack
 from consensus.errors import ValidationError
 from consensus.types import HASH_BYTES, Member
 
@@ -42,7 +42,7 @@ def compute_round_id(signed_bytes: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class RoundResult(Canonical):
+class RoundResult(SignedCanonical):
     """The outcome of one round as one member computed it (the model-update record)."""
 
     WIRE_NAME: ClassVar[str] = "round_result"
@@ -62,12 +62,6 @@ class RoundResult(Canonical):
     contributors: tuple[tuple[bytes, bytes], ...]  # (member id, update digest), sorted by member id
     excluded: tuple[tuple[bytes, str], ...]  # (member id, reason code), sorted by member id
     signature: bytes = b""
-
-    def unsigned_fields(self) -> list[Any]:
-        return encode_fields(self, self.FIELDS[:-1])
-
-    def signed_bytes(self) -> bytes:
-        return pack(self.unsigned_fields())
 
     @property
     def record_hash(self) -> bytes:

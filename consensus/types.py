@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from consensus.crypto import MEMBER_ID_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, compute_member_id
-from consensus.encoding import Bin, Canonical, Field, Int, ListOf, Nested, Str, encode_fields, pack, unpack
+from consensus.encoding import Bin, Canonical, Field, Int, ListOf, Nested, SignedCanonical, Str, pack, unpack
 from consensus.errors import ValidationError
 
 HASH_BYTES = 32
@@ -86,7 +86,7 @@ class ChainParams(Canonical):
 
 
 @dataclass(frozen=True)
-class DiagnosisRecord(Canonical):
+class DiagnosisRecord(SignedCanonical):
     """What goes on chain for one diagnosis: digests and scores, never a patient identifier.
 
     Probabilities are integers in parts per million so the encoding has no floats.
@@ -125,12 +125,9 @@ class DiagnosisRecord(Canonical):
     details_digest: bytes
     signature: bytes = b""
 
-    def unsigned_fields(self) -> list[Any]:
-        return encode_fields(self, self.FIELDS[:-1])
-
     @cached_property
     def signing_bytes(self) -> bytes:
-        return pack(self.unsigned_fields())
+        return self.signed_bytes()
 
     @cached_property
     def encoded(self) -> bytes:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from consensus.crypto import MEMBER_ID_BYTES, SIGNATURE_BYTES
-from consensus.encoding import Bin, Canonical, Field, Int, ListOf, Str, TupleOf, encode_fields, pack
+from consensus.encoding import Bin, SignedCanonical, Field, Int, ListOf, Str, TupleOf
 from consensus.governance import METRICS_DOMAIN, ROUND_DOMAIN, UPDATE_DOMAIN, compute_round_id
 from consensus.types import HASH_BYTES
 from network.constants import (
@@ -41,7 +41,7 @@ SIGNATURE = Bin(SIGNATURE_BYTES)
 
 
 @dataclass(frozen=True)
-class ModelRound(Canonical):
+class ModelRound(SignedCanonical):
     """A proposed round: what to train from (model, head digest), how, by whom, until when."""
 
     TYPE: ClassVar[str] = "model_round"
@@ -75,19 +75,13 @@ class ModelRound(Canonical):
     max_auc_drop_micro: int
     signature: bytes = b""
 
-    def unsigned_fields(self) -> list[Any]:
-        return encode_fields(self, self.FIELDS[:-1])
-
-    def signed_bytes(self) -> bytes:
-        return pack(self.unsigned_fields())
-
     @property
     def round_id(self) -> bytes:
         return compute_round_id(self.signed_bytes())
 
 
 @dataclass(frozen=True)
-class ModelUpdate(Canonical):
+class ModelUpdate(SignedCanonical):
     """One site's trained head for one round, its sample count and metrics (name, millionths)."""
 
     TYPE: ClassVar[str] = "model_update"
@@ -108,19 +102,13 @@ class ModelUpdate(Canonical):
     metrics: tuple[tuple[str, int], ...]
     signature: bytes = b""
 
-    def unsigned_fields(self) -> list[Any]:
-        return encode_fields(self, self.FIELDS[:-1])
-
-    def signed_bytes(self) -> bytes:
-        return pack(self.unsigned_fields())
-
     @property
     def digest(self) -> bytes:
         return hashlib.sha256(UPDATE_DOMAIN + self.signed_bytes()).digest()
 
 
 @dataclass(frozen=True)
-class ModelMetrics(Canonical):
+class ModelMetrics(SignedCanonical):
     """One site's held-out AUC of the current head and of a round's aggregate (millionths; -1: undefined)."""
 
     TYPE: ClassVar[str] = "model_metrics"
@@ -139,12 +127,6 @@ class ModelMetrics(Canonical):
     current_auc_micro: int
     candidate_auc_micro: int
     signature: bytes = b""
-
-    def unsigned_fields(self) -> list[Any]:
-        return encode_fields(self, self.FIELDS[:-1])
-
-    def signed_bytes(self) -> bytes:
-        return pack(self.unsigned_fields())
 
     @property
     def digest(self) -> bytes:
