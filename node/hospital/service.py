@@ -192,7 +192,12 @@ class HospitalService:
                 await asyncio.to_thread(self.sweep_retained)
 
     async def process_series(self, series: CompleteSeries, source: str) -> dict[str, Any]:
-        """Diagnose, record and queue the report; a refusal is logged, never raised."""
+        """Diagnose, record and queue the report; a refusal is logged, never raised.
+
+        The received files are disposed of *before* the series is logged, so a logged series never has
+        files left in the inbox (a restart would otherwise diagnose it again, and a reader of the log
+        could see files that are about to go).
+        """
         outcome: dict[str, Any] = {"series_instance_uid": series.series_uid, "modality": series.modality,
                                    "instances": len(series.instances)}
         try:
@@ -203,12 +208,12 @@ class HospitalService:
         except SeriesRefused as error:
             self.stats["series_refused"] += 1
             log.warning("series %s (%d instances) refused: %s", series.series_uid, len(series.instances), error)
-            await self.log_series(source, series, "refused", str(error), None)
             await asyncio.to_thread(self.dispose, series.instances)
+            await self.log_series(source, series, "refused", str(error), None)
             return {**outcome, "status": "refused", "code": error.code, "reason": error.message}
         self.stats["series_recorded"] += 1
-        await self.log_series(source, series, "recorded", None, record_id)
         await asyncio.to_thread(self.dispose, series.instances)
+        await self.log_series(source, series, "recorded", None, record_id)
         log.info("series %s diagnosed: %s slices, record %s", series.series_uid,
                  diagnosis.result["series"]["slices_diagnosed"], record_id.hex())
         return {**outcome, "status": "recorded", "record_id": record_id.hex(), "label": diagnosis.result["label"],
