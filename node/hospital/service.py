@@ -206,14 +206,14 @@ class HospitalService:
                 diagnosis = await diagnose_series(plugin, series, self.config.lung_min_fraction)
                 record_id = await self.record(diagnosis)
         except SeriesRefused as error:
-            self.stats["series_refused"] += 1
             log.warning("series %s (%d instances) refused: %s", series.series_uid, len(series.instances), error)
             await asyncio.to_thread(self.dispose, series.instances)
             await self.log_series(source, series, "refused", str(error), None)
+            self.stats["series_refused"] += 1  # last: a reader of the counters finds the log written
             return {**outcome, "status": "refused", "code": error.code, "reason": error.message}
-        self.stats["series_recorded"] += 1
         await asyncio.to_thread(self.dispose, series.instances)
         await self.log_series(source, series, "recorded", None, record_id)
+        self.stats["series_recorded"] += 1  # last: a reader of the counters finds the log written
         log.info("series %s diagnosed: %s slices, record %s", series.series_uid,
                  diagnosis.result["series"]["slices_diagnosed"], record_id.hex())
         return {**outcome, "status": "recorded", "record_id": record_id.hex(), "label": diagnosis.result["label"],
