@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from consensus.crypto import BLOCK_DOMAIN, RECORD_DOMAIN, sign
 from consensus.merkle import compute_merkle_root
 from consensus.pow import mine_header
+from consensus.entries import GovernanceEntry
 from consensus.types import MAX_NONCE, ZERO_HASH, Block, BlockHeader, ChainParams, DiagnosisRecord
 from consensus.validation import BlockMeta
 
@@ -51,12 +52,13 @@ def compute_block_meta(block: Block, parent_work: int) -> BlockMeta:
 
 
 def make_header_template(
-    parent: BlockMeta, records: Sequence[DiagnosisRecord], timestamp_ms: int, difficulty: int, miner_id: bytes
+    parent: BlockMeta, records: Sequence[DiagnosisRecord], timestamp_ms: int, difficulty: int, miner_id: bytes,
+    entries: Sequence[GovernanceEntry] = (),
 ) -> BlockHeader:
     return BlockHeader(
         height=parent.height + 1,
         prev_hash=parent.block_hash,
-        merkle_root=compute_merkle_root([r.record_hash for r in records]),
+        merkle_root=compute_merkle_root([r.record_hash for r in records] + [e.entry_hash for e in entries]),
         timestamp_ms=timestamp_ms,
         difficulty=difficulty,
         miner_id=miner_id,
@@ -64,8 +66,10 @@ def make_header_template(
     )
 
 
-def sign_block(header: BlockHeader, records: Sequence[DiagnosisRecord], key: Ed25519PrivateKey) -> Block:
-    return Block(header=header, signature=sign(key, BLOCK_DOMAIN, header.block_hash), records=tuple(records))
+def sign_block(header: BlockHeader, records: Sequence[DiagnosisRecord], key: Ed25519PrivateKey,
+               entries: Sequence[GovernanceEntry] = ()) -> Block:
+    return Block(header=header, signature=sign(key, BLOCK_DOMAIN, header.block_hash), records=tuple(records),
+                 entries=tuple(entries))
 
 
 def sign_record(record: DiagnosisRecord, key: Ed25519PrivateKey) -> DiagnosisRecord:

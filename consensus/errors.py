@@ -22,6 +22,9 @@ REASON_CODES = frozenset(
         "bad-round-result",
         "signer-limit",
         "below-final",
+        "bad-entry",
+        "orphan-entry",
+        "duplicate-entry",
     }
 )
 

@@ -1,8 +1,8 @@
-"""Governance of federated rounds (issue 15): what a round's outcome record says and the rules it must obey.
+"""Governance of federated rounds (issue 15): the rules its on-chain entries obey, and the adoption rule.
 
-Pure, like the rest of consensus/: no clock, no randomness, no I/O. Carried over
-the peer network today (network/model_messages.py uses these domains and the
-adoption rule); carrying the records in blocks is not built yet (docs/FEDERATED.md).
+Pure, like the rest of consensus/: no clock, no randomness, no I/O. The entries
+themselves (round proposal, round result, site metrics) are declared in
+``consensus.entries`` and re-exported here.
 
 - A round proposal and a site's metrics are signed over the canonical encoding of
   their fields under :data:`ROUND_DOMAIN` / :data:`METRICS_DOMAIN`; updates under
@@ -11,61 +11,30 @@ adoption rule); carrying the records in blocks is not built yet (docs/FEDERATED.
   contributor's update digest and each excluded participant's reason code, signed by
   the member that computed it. :func:`validate_round_result` checks it against the
   round's participants.
+- :func:`validate_entry` (``bad-entry``) and :func:`validate_block_entries` (plus
+  ``orphan-entry``, ``duplicate-entry``) are the block rules for governance entries
+  (docs/CONSENSUS.md); the node's pool and miner apply the same functions.
 - :func:`compute_adoption` is the adoption rule in integer millionths (no floats on
   chain): a quorum of distinct sites, none losing more than the margin.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import Protocol
 
-from consensus.crypto import MEMBER_ID_BYTES, SIGNATURE_BYTES, is_signature_valid
-from consensus.encoding import Bin, SignedCanonical, Field, ListOf, Str, TupleOf, pack
+from consensus.crypto import is_signature_valid
+from consensus.entries import (ENTRY_KINDS, EXCLUSION_REASONS, MAX_ENTRY_BYTES, MAX_PARTICIPANTS, METRICS_DOMAIN,
+                               RESULT_DOMAIN, ROUND_DOMAIN, UPDATE_DOMAIN, GovernanceEntry, ModelMetrics, ModelRound,
+                               RoundResult, compute_round_id)
 from consensus.errors import ValidationError
-from consensus.types import HASH_BYTES, Member
+from consensus.types import ChainParams, Member
 
-ROUND_DOMAIN = b"lungledger/model-round/v1\x00"
-UPDATE_DOMAIN = b"lungledger/model-update/v1\x00"
-METRICS_DOMAIN = b"lungledger/model-metrics/v1\x00"
-RESULT_DOMAIN = b"lungledger/round-result/v1\x00"
-MAX_PARTICIPANTS = 64
-EXCLUSION_REASONS = frozenset({"equivocation", "non-finite", "bad-shape", "bad-sample-count", "norm-outlier",
-                               "no-update"})
+__all__ = ["ENTRY_KINDS", "EXCLUSION_REASONS", "MAX_ENTRY_BYTES", "MAX_PARTICIPANTS", "METRICS_DOMAIN",
+           "RESULT_DOMAIN", "ROUND_DOMAIN", "UNDEFINED_AUC", "UPDATE_DOMAIN", "GovernanceContext", "GovernanceEntry",
+           "ModelMetrics", "ModelRound", "RoundResult", "compute_adoption", "compute_round_id", "validate_block_entries",
+           "validate_entry", "validate_round_result"]
 UNDEFINED_AUC = -1  # a site whose held-out split cannot give an AUC
-
-
-def compute_round_id(signed_bytes: bytes) -> bytes:
-    return hashlib.sha256(ROUND_DOMAIN + signed_bytes).digest()
-
-
-@dataclass(frozen=True)
-class RoundResult(SignedCanonical):
-    """The outcome of one round as one member computed it (the model-update record)."""
-
-    WIRE_NAME: ClassVar[str] = "round_result"
-    FIELDS: ClassVar[tuple[Field, ...]] = (
-        Field("round_id", Bin(HASH_BYTES)),
-        Field("creator", Bin(MEMBER_ID_BYTES)),
-        Field("head_digest", Bin(HASH_BYTES)),
-        Field("contributors", ListOf(TupleOf((Field("member_id", Bin(MEMBER_ID_BYTES)),
-                                              Field("update_digest", Bin(HASH_BYTES)))), MAX_PARTICIPANTS)),
-        Field("excluded", ListOf(TupleOf((Field("member_id", Bin(MEMBER_ID_BYTES)),
-                                          Field("reason", Str(32, EXCLUSION_REASONS)))), MAX_PARTICIPANTS)),
-        Field("signature", Bin(SIGNATURE_BYTES)),
-    )
-    round_id: bytes
-    creator: bytes
-    head_digest: bytes
-    contributors: tuple[tuple[bytes, bytes], ...]  # (member id, update digest), sorted by member id
-    excluded: tuple[tuple[bytes, str], ...]  # (member id, reason code), sorted by member id
-    signature: bytes = b""
-
-    @property
-    def record_hash(self) -> bytes:
-        return hashlib.sha256(pack(self.to_fields())).digest()
 
 
 def validate_round_result(result: RoundResult, participants: Sequence[bytes], members: Mapping[bytes, Member]) -> None:
@@ -100,3 +69,73 @@ def compute_adoption(quorum: int, max_auc_drop_micro: int,
         if current - candidate > max_auc_drop_micro:
             return False, f"auc-drop: {member_id.hex()} {current / 1e6:.3f} -> {candidate / 1e6:.3f}"
     return True, "adopted"
+
+
+class GovernanceContext(Protocol):
+    """What the entry rules read of the branch a block extends (its parent and the parent's ancestors)."""
+
+    def get_round(self, round_id: bytes) -> ModelRound | None:
+        """The round proposal with this id on the branch, or None."""
+        ...
+
+    def has_entry(self, key: tuple[str, bytes, bytes]) -> bool:
+        """An entry with this :attr:`GovernanceEntry.key` is on the branch."""
+        ...
+
+
+def validate_entry(entry: GovernanceEntry, params: ChainParams) -> None:
+    """``bad-entry`` unless the entry is small enough, signed by a member and well formed on its own.
+
+    The same check admits an entry into a node's pending pool.
+    """
+    if len(entry.encoded) > MAX_ENTRY_BYTES:
+        raise ValidationError("bad-entry", f"{entry.kind} entry of {len(entry.encoded)} bytes (at most {MAX_ENTRY_BYTES})")
+    body = entry.body
+    member = params.members_by_id.get(entry.member_id)
+    if member is None:
+        raise ValidationError("bad-entry", f"{entry.kind} entry signed by a non-member {entry.member_id.hex()}")
+    domain = ROUND_DOMAIN if isinstance(body, ModelRound) else RESULT_DOMAIN if isinstance(body, RoundResult) \
+        else METRICS_DOMAIN
+    if not is_signature_valid(member.public_key, body.signature, domain, body.signed_bytes()):
+        raise ValidationError("bad-entry", f"{entry.kind} entry signature does not verify")
+    if isinstance(body, ModelRound):
+        participants = list(body.participants)
+        if not participants or participants != sorted(set(participants)):
+            raise ValidationError("bad-entry", "round participants must be sorted, distinct and not empty")
+        if any(p not in params.members_by_id for p in participants):
+            raise ValidationError("bad-entry", "round lists a participant that is not a member")
+        if body.quorum > len(participants):
+            raise ValidationError("bad-entry", f"round quorum {body.quorum} above its {len(participants)} participants")
+
+
+def validate_block_entries(entries: Sequence[GovernanceEntry], params: ChainParams, context: GovernanceContext) -> None:
+    """Every entry of a block, in order: ``bad-entry``, then ``orphan-entry``, then ``duplicate-entry``.
+
+    A result or metrics entry needs its round on the branch before it (an earlier
+    block, or earlier in this block); a result must account for exactly the round's
+    participants and a metrics entry must come from one of them (``bad-entry``).
+    """
+    rounds: dict[bytes, ModelRound] = {}
+    seen: set[tuple[str, bytes, bytes]] = set()
+    for entry in entries:
+        validate_entry(entry, params)
+        body = entry.body
+        if not isinstance(body, ModelRound):
+            proposal = rounds.get(body.round_id) or context.get_round(body.round_id)
+            if proposal is None:
+                raise ValidationError("orphan-entry", f"{entry.kind} entry for round {body.round_id.hex()} "
+                                                      "that is not on this branch before it")
+            if isinstance(body, RoundResult):
+                try:
+                    validate_round_result(body, proposal.participants, params.members_by_id)
+                except ValidationError as error:
+                    raise ValidationError("bad-entry", f"round result: {error}") from error
+            elif body.member_id not in proposal.participants:
+                raise ValidationError("bad-entry", "metrics from a member that is not a participant of the round")
+        key = entry.key
+        if key in seen or context.has_entry(key):
+            raise ValidationError("duplicate-entry", f"a {entry.kind} entry of {entry.member_id.hex()} for round "
+                                                     f"{entry.round_id.hex()} is already on this branch")
+        seen.add(key)
+        if isinstance(body, ModelRound):
+            rounds[body.round_id] = body

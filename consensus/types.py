@@ -14,7 +14,9 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from consensus.crypto import MEMBER_ID_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, compute_member_id
-from consensus.encoding import Bin, Canonical, Field, Int, ListOf, Nested, SignedCanonical, Str, pack, unpack
+from consensus.encoding import (Bin, Canonical, Field, Int, ListOf, Nested, SignedCanonical, Str, expect_array, pack,
+                                unpack)
+from consensus.entries import GovernanceEntry
 from consensus.errors import ValidationError
 
 HASH_BYTES = 32
@@ -22,6 +24,7 @@ RECORD_ID_BYTES = 16
 BLOCK_VERSION = 1
 MAX_BLOCK_BYTES = 512 * 1024
 MAX_BLOCK_RECORDS = 400
+MAX_BLOCK_ENTRIES = 400
 MAX_RECORD_BYTES = 1024
 MAX_MEMBERS = 64
 MAX_NONCE = 2**64 - 1
@@ -197,7 +200,13 @@ class BlockHeader(Canonical):
 
 @dataclass(frozen=True)
 class Block(Canonical):
-    """A header, the miner's signature over the block hash, and the records."""
+    """A header, the miner's signature over the block hash, the records and the governance entries.
+
+    The entries are a fourth array on the wire, present only when the block holds
+    entries: a block without them encodes exactly as before governance entries
+    existed (so every such block, genesis included, keeps its bytes and hash), and a
+    fourth array that is empty is not canonical (``bad-encoding``).
+    """
 
     WIRE_NAME: ClassVar[str] = "block"
     FIELDS: ClassVar[tuple[Field, ...]] = (
@@ -205,10 +214,12 @@ class Block(Canonical):
         Field("signature", Bin(max_length=SIGNATURE_BYTES)),
         Field("records", ListOf(Nested(DiagnosisRecord), MAX_BLOCK_RECORDS)),
     )
+    ENTRIES: ClassVar[ListOf] = ListOf(Nested(GovernanceEntry), MAX_BLOCK_ENTRIES)
 
     header: BlockHeader
     signature: bytes
     records: tuple[DiagnosisRecord, ...] = field(default=())
+    entries: tuple[GovernanceEntry, ...] = field(default=())
 
     @property
     def block_hash(self) -> bytes:
@@ -217,6 +228,28 @@ class Block(Canonical):
     @property
     def height(self) -> int:
         return self.header.height
+
+    @property
+    def leaf_hashes(self) -> list[bytes]:
+        """What the Merkle root covers: the records' hashes, then the entries'."""
+        return [r.record_hash for r in self.records] + [e.entry_hash for e in self.entries]
+
+    def to_fields(self) -> list[Any]:
+        fields = super().to_fields()
+        if self.entries:
+            fields.append(self.ENTRIES.encode(self.entries))
+        return fields
+
+    @classmethod
+    def from_fields(cls, value: Any) -> Block:
+        if not isinstance(value, list) or len(value) != 4:
+            return super().from_fields(value)
+        entries = cls.ENTRIES.decode(expect_array(value[3], "block.entries", MAX_BLOCK_ENTRIES), "block.entries")
+        if not entries:
+            raise ValidationError("bad-encoding", "block.entries: an empty entries array is not canonical (omit it)")
+        block = super().from_fields(value[:3])
+        object.__setattr__(block, "entries", entries)
+        return block
 
     @cached_property
     def encoded(self) -> bytes:

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 from consensus.crypto import BLOCK_DOMAIN, RECORD_DOMAIN, is_signature_valid
 from consensus.errors import ValidationError
+from consensus.governance import GovernanceContext, ModelRound, validate_block_entries
 from consensus.merkle import compute_merkle_root
 from consensus.pow import is_pow_valid
 from consensus.signers import may_sign, signer_limit
 from consensus.types import (
     MAX_BLOCK_BYTES,
+    MAX_BLOCK_ENTRIES,
     MAX_BLOCK_RECORDS,
     ZERO_HASH,
     Block,
@@ -87,16 +89,18 @@ def validate_signer_limit(header: BlockHeader, params: ChainParams, recent_miner
 
 
 def validate_block_body(block: Block, params: ChainParams) -> None:
-    """Size, miner signature, Merkle root and every record's signature."""
-    if len(block.encoded) > MAX_BLOCK_BYTES or len(block.records) > MAX_BLOCK_RECORDS:
-        raise ValidationError("block-too-large", f"{len(block.encoded)} bytes, {len(block.records)} records")
-    if not block.records:
-        raise ValidationError("empty-block", "blocks carry at least one record")
+    """Size, miner signature, Merkle root and every record's signature (entries: ``validate_block_entries``)."""
+    if len(block.encoded) > MAX_BLOCK_BYTES or len(block.records) > MAX_BLOCK_RECORDS \
+            or len(block.entries) > MAX_BLOCK_ENTRIES:
+        raise ValidationError("block-too-large", f"{len(block.encoded)} bytes, {len(block.records)} records, "
+                                                 f"{len(block.entries)} entries")
+    if not block.records and not block.entries:
+        raise ValidationError("empty-block", "blocks carry at least one record or governance entry")
     miner = params.members_by_id[block.header.miner_id]
     if not is_signature_valid(miner.public_key, block.signature, BLOCK_DOMAIN, block.block_hash):
         raise ValidationError("bad-signature", "the miner's block signature does not verify")
-    if compute_merkle_root([r.record_hash for r in block.records]) != block.header.merkle_root:
-        raise ValidationError("bad-merkle", "Merkle root does not match the records")
+    if compute_merkle_root(block.leaf_hashes) != block.header.merkle_root:
+        raise ValidationError("bad-merkle", "Merkle root does not match the records and entries")
     seen: set[bytes] = set()
     for record in block.records:
         validate_record(record, params)
@@ -125,11 +129,14 @@ def validate_block(
     now_ms: int,
     is_record_in_ancestry: Callable[[bytes], bool],
     recent_miners: Sequence[bytes],
+    governance: GovernanceContext | None = None,
 ) -> None:
     """Run every rule; raise ValidationError with the first broken rule's code.
 
     ``recent_miners``: miners of the parent and its ancestors, newest first
     (at least ``signer_limit(N) - 1`` of them, or all back to genesis).
+    ``governance``: the entries on the parent's branch (needed when the block holds entries;
+    None reads as a branch without any).
     """
     validate_header(block.header, params)
     validate_header_context(block.header, parent, median_time_past, now_ms)
@@ -138,11 +145,26 @@ def validate_block(
     for record in block.records:
         if is_record_in_ancestry(record.record_id):
             raise ValidationError("duplicate-record", f"record {record.record_id.hex()} is already in this chain")
+    if block.entries:
+        validate_block_entries(block.entries, params, governance or EMPTY_BRANCH)
+
+
+class EmptyBranch:
+    """A branch without governance entries."""
+
+    def get_round(self, round_id: bytes) -> ModelRound | None:
+        return None
+
+    def has_entry(self, key: tuple[str, bytes, bytes]) -> bool:
+        return False
+
+
+EMPTY_BRANCH = EmptyBranch()
 
 
 def validate_genesis(block: Block, params: ChainParams) -> None:
     header = block.header
-    if header.height != 0 or header.prev_hash != ZERO_HASH or block.records or block.signature:
+    if header.height != 0 or header.prev_hash != ZERO_HASH or block.records or block.entries or block.signature:
         raise ValidationError("bad-genesis", "genesis must be height 0, no parent, no records, no signature")
     if header.merkle_root != params.params_hash or header.difficulty != params.difficulty:
         raise ValidationError("bad-genesis", "genesis header does not commit to the chain parameters")

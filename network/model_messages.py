@@ -1,5 +1,7 @@
 """Federated-round peer messages (issue 15): ``model_round``, ``model_update`` and ``model_metrics``.
 
+``model_round`` and ``model_metrics`` are declared in ``consensus.entries`` (their
+signed bytes are also governance entries of blocks) and re-exported here.
 Wire containers only, each declared once as a ``FIELDS`` table
 (consensus/encoding.py) with strict schemas and size limits like every other
 message (docs/PROTOCOL.md); the signed bytes are the table without its final
@@ -17,67 +19,19 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from consensus.crypto import MEMBER_ID_BYTES, SIGNATURE_BYTES
-from consensus.encoding import Bin, SignedCanonical, Field, Int, ListOf, Str, TupleOf
-from consensus.governance import METRICS_DOMAIN, ROUND_DOMAIN, UPDATE_DOMAIN, compute_round_id
+from consensus.encoding import Bin, Field, Int, ListOf, SignedCanonical, Str, TupleOf
+from consensus.entries import METRICS_DOMAIN, MICRO, ROUND_DOMAIN, UPDATE_DOMAIN, ModelMetrics, ModelRound
 from consensus.types import HASH_BYTES
-from network.constants import (
-    MAX_HEAD_BYTES,
-    MAX_MODEL_METRIC_CHARS,
-    MAX_MODEL_METRICS,
-    MAX_ROUND_PARTICIPANTS,
-)
+from network.constants import MAX_HEAD_BYTES, MAX_MODEL_METRIC_CHARS, MAX_MODEL_METRICS
 
 __all__ = ["METRICS_DOMAIN", "MICRO", "ROUND_DOMAIN", "UPDATE_DOMAIN", "ModelMetrics", "ModelRound", "ModelUpdate"]
-MODALITIES = frozenset({"ct", "xray"})
-MICRO = 1_000_000
 MAX_MICRO = 10**15
 MAX_SAMPLE_COUNT = 10**7
-MAX_EPOCHS = 1000
 
 
 HASH = Bin(HASH_BYTES)
 MEMBER_ID = Bin(MEMBER_ID_BYTES)
 SIGNATURE = Bin(SIGNATURE_BYTES)
-
-
-@dataclass(frozen=True)
-class ModelRound(SignedCanonical):
-    """A proposed round: what to train from (model, head digest), how, by whom, until when."""
-
-    TYPE: ClassVar[str] = "model_round"
-    WIRE_NAME: ClassVar[str] = TYPE
-    FIELDS: ClassVar[tuple[Field, ...]] = (
-        Field("proposer", MEMBER_ID),
-        Field("number", Int(0, 2**32 - 1)),
-        Field("modality", Str(8, MODALITIES)),
-        Field("base_model_id", HASH),
-        Field("head_digest", HASH),
-        Field("epochs", Int(1, MAX_EPOCHS)),
-        Field("learning_rate_micro", Int(1, MAX_MICRO)),
-        Field("l2_micro", Int(0, MAX_MICRO)),
-        Field("deadline_ms", Int(0)),
-        Field("participants", ListOf(MEMBER_ID, MAX_ROUND_PARTICIPANTS)),
-        Field("quorum", Int(1, MAX_ROUND_PARTICIPANTS)),
-        Field("max_auc_drop_micro", Int(0, MICRO)),
-        Field("signature", SIGNATURE),
-    )
-    proposer: bytes
-    number: int
-    modality: str
-    base_model_id: bytes
-    head_digest: bytes
-    epochs: int
-    learning_rate_micro: int
-    l2_micro: int
-    deadline_ms: int
-    participants: tuple[bytes, ...]
-    quorum: int
-    max_auc_drop_micro: int
-    signature: bytes = b""
-
-    @property
-    def round_id(self) -> bytes:
-        return compute_round_id(self.signed_bytes())
 
 
 @dataclass(frozen=True)
@@ -105,29 +59,3 @@ class ModelUpdate(SignedCanonical):
     @property
     def digest(self) -> bytes:
         return hashlib.sha256(UPDATE_DOMAIN + self.signed_bytes()).digest()
-
-
-@dataclass(frozen=True)
-class ModelMetrics(SignedCanonical):
-    """One site's held-out AUC of the current head and of a round's aggregate (millionths; -1: undefined)."""
-
-    TYPE: ClassVar[str] = "model_metrics"
-    WIRE_NAME: ClassVar[str] = TYPE
-    FIELDS: ClassVar[tuple[Field, ...]] = (
-        Field("round_id", HASH),
-        Field("member_id", MEMBER_ID),
-        Field("head_digest", HASH),
-        Field("current_auc_micro", Int(-1, MICRO)),
-        Field("candidate_auc_micro", Int(-1, MICRO)),
-        Field("signature", SIGNATURE),
-    )
-    round_id: bytes
-    member_id: bytes
-    head_digest: bytes
-    current_auc_micro: int
-    candidate_auc_micro: int
-    signature: bytes = b""
-
-    @property
-    def digest(self) -> bytes:
-        return hashlib.sha256(METRICS_DOMAIN + self.signed_bytes()).digest()

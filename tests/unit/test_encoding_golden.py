@@ -25,7 +25,7 @@ import pytest
 
 from consensus.encoding import Bin, Int, ListOf, Str, TupleOf, pack, unpack
 from consensus.errors import ValidationError
-from consensus.governance import RoundResult
+from consensus.governance import GovernanceEntry, RoundResult
 from consensus.types import Block, BlockHeader, ChainParams, DiagnosisRecord, Member
 from network.codec import decode_message, encode_message
 from network.messages import (
@@ -71,6 +71,11 @@ ROUND_RESULT = RoundResult(
     round_id=H1, creator=MEMBER_ID, head_digest=H2, contributors=((MEMBER_ID, H1), (OTHER_ID, H2)),
     excluded=((bytes(16), "norm-outlier"), (bytes(range(16)), "no-update")), signature=SIGNATURE,
 )
+# A block with governance entries: the entries are a fourth array, present only when there are entries
+# (so BLOCK and GENESIS above keep their bytes). Kept out of CONTAINERS: dropping its last field gives a
+# valid block without entries, which the strictness test below would count as lenient.
+ENTRIES = (GovernanceEntry.of(MODEL_ROUND), GovernanceEntry.of(ROUND_RESULT), GovernanceEntry.of(MODEL_METRICS))
+BLOCK_WITH_ENTRIES = Block(header=HEADER, signature=SIGNATURE, records=(RECORD_ONE,), entries=ENTRIES)
 
 CONTAINERS: dict[str, Any] = {
     "member": MEMBERS[1],
@@ -102,6 +107,8 @@ MESSAGES: dict[str, Any] = {
 }
 
 GOLDEN: dict[str, str] = {
+    "block-with-entries": "dd2742dee474e0ae1ce51733b948301949bc804e806ed685929749115f2f7bf9",
+    "block-with-entries-leaves": "c52d5bce0b66d18b323483a2b93315a44dc7b7bcac060caf10217aee55913edb",
     "block": "deffd86e44a0c376ae7822c536b29f3fbfbe4a54b685ddd507b0b103afef7487",
     "genesis": "ed0d2f78bdf1bfbb7457e1c56337cb35388be81c16cc1e1e5ba8bdf2f90df368",
     "header": "7da4e7b60e5c288dcb8ab692c608c5ef8235d796eeff85e6ebcb4338b171c03b",
@@ -147,6 +154,8 @@ def _encodings() -> dict[str, bytes]:
     found["params-hash"] = PARAMS.params_hash
     found["round-result-signing"] = ROUND_RESULT.signed_bytes()
     found["round-result-hash"] = ROUND_RESULT.record_hash
+    found["block-with-entries"] = BLOCK_WITH_ENTRIES.encoded
+    found["block-with-entries-leaves"] = b"".join(BLOCK_WITH_ENTRIES.leaf_hashes)
     found["msg-model_round-id"] = MODEL_ROUND.round_id
     found["msg-model_update-digest"] = MODEL_UPDATE.digest
     found["msg-model_metrics-digest"] = MODEL_METRICS.digest
@@ -185,7 +194,25 @@ ALL_TYPES = [type(v) for v in CONTAINERS.values()] + [type(m) for m in MESSAGES.
 
 @pytest.mark.parametrize("cls", sorted(set(ALL_TYPES), key=lambda c: c.__name__), ids=lambda c: c.__name__)
 def test_field_table_names_every_attribute(cls: Any) -> None:
-    assert sorted(f.name for f in cls.FIELDS) == sorted(f.name for f in dataclasses.fields(cls))
+    extra = ["entries"] if cls is Block else []  # the optional fourth array (Block.ENTRIES)
+    assert sorted([f.name for f in cls.FIELDS] + extra) == sorted(f.name for f in dataclasses.fields(cls))
+
+
+def test_block_entries_decode_back_and_are_strict() -> None:
+    data = BLOCK_WITH_ENTRIES.encoded
+    assert Block.decode(data) == BLOCK_WITH_ENTRIES
+    assert [entry.kind for entry in Block.decode(data).entries] == ["round", "result", "metrics"]
+    fields = BLOCK_WITH_ENTRIES.to_fields()
+    entry = fields[3][0]
+    for broken in ([*fields[:3], []],  # an empty entries array is not canonical: omit it
+                   [*fields[:3], [["vote", entry[1]]]],  # unknown tag
+                   [*fields[:3], [["round"]]],  # no body
+                   [*fields[:3], [["result", entry[1]]]],  # a round's body under the result tag
+                   [*fields[:3], [entry] * 401],  # more entries than a block may hold
+                   [*fields, []]):
+        with pytest.raises(ValidationError) as caught:
+            Block.from_fields(broken)
+        assert caught.value.code == "bad-encoding", broken
 
 
 def _examples() -> list[tuple[str, Any]]:
