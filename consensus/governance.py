@@ -31,7 +31,7 @@ from consensus.errors import ValidationError
 from consensus.types import ChainParams, Member
 
 __all__ = ["ENTRY_KINDS", "EXCLUSION_REASONS", "MAX_ENTRY_BYTES", "MAX_PARTICIPANTS", "METRICS_DOMAIN",
-           "RESULT_DOMAIN", "ROUND_DOMAIN", "UNDEFINED_AUC", "UPDATE_DOMAIN", "GovernanceContext", "GovernanceEntry",
+           "RESULT_DOMAIN", "ROUND_DOMAIN", "UNDEFINED_AUC", "UPDATE_DOMAIN", "BranchEntries", "GovernanceContext", "GovernanceEntry",
            "ModelMetrics", "ModelRound", "RoundResult", "compute_adoption", "compute_round_id", "validate_block_entries",
            "validate_entry", "validate_round_result"]
 UNDEFINED_AUC = -1  # a site whose held-out split cannot give an AUC
@@ -139,3 +139,23 @@ def validate_block_entries(entries: Sequence[GovernanceEntry], params: ChainPara
         seen.add(key)
         if isinstance(body, ModelRound):
             rounds[body.round_id] = body
+
+
+class BranchEntries:
+    """The governance entries of one branch, in memory (a :class:`GovernanceContext`): fed block by block."""
+
+    def __init__(self) -> None:
+        self.rounds: dict[bytes, ModelRound] = {}
+        self.keys: set[tuple[str, bytes, bytes]] = set()
+
+    def add(self, entries: Sequence[GovernanceEntry]) -> None:
+        for entry in entries:
+            self.keys.add(entry.key)
+            if isinstance(entry.body, ModelRound):
+                self.rounds[entry.round_id] = entry.body
+
+    def get_round(self, round_id: bytes) -> ModelRound | None:
+        return self.rounds.get(round_id)
+
+    def has_entry(self, key: tuple[str, bytes, bytes]) -> bool:
+        return key in self.keys

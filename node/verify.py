@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from consensus.builders import compute_block_meta
 from consensus.errors import ValidationError
+from consensus.governance import BranchEntries
 from consensus.signers import signer_limit
 from consensus.types import Block, ChainParams
 from consensus.validation import (
@@ -55,6 +56,7 @@ def verify_best_chain(store: ChainStore, now_ms: int, progress: Callable[[int, i
 def _verify(reader: BlockReader, best: Sequence[bytes], params: ChainParams, now_ms: int,
             progress: Callable[[int, int], None] | None) -> ChainReport:
     records_seen: set[bytes] = set()
+    entries = BranchEntries()
     timestamps: deque[int] = deque(maxlen=MEDIAN_TIME_SPAN)  # only the last 11 count
     recent_miners: deque[bytes] = deque(maxlen=signer_limit(len(params.members)) - 1)  # newest first
     parent: BlockMeta | None = None
@@ -66,7 +68,7 @@ def _verify(reader: BlockReader, best: Sequence[bytes], params: ChainParams, now
                 validate_genesis(block, params)
             else:
                 validate_block(block, params, parent, compute_median_time_past(timestamps),
-                               now_ms, records_seen.__contains__, recent_miners)
+                               now_ms, records_seen.__contains__, recent_miners, entries)
             if block.block_hash != block_hash:
                 raise ValidationError("bad-encoding", "stored bytes do not hash to the indexed block hash")
         except ValidationError as error:
@@ -76,6 +78,7 @@ def _verify(reader: BlockReader, best: Sequence[bytes], params: ChainParams, now
         if height > 0:
             recent_miners.appendleft(block.header.miner_id)
         records_seen.update(r.record_id for r in block.records)
+        entries.add(block.entries)
         records_checked += len(block.records)
         if progress is not None and height % 1000 == 0:
             progress(height, len(best) - 1)

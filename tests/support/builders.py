@@ -11,6 +11,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consensus.builders import compute_block_meta, make_genesis, make_header_template, sign_block, sign_record
+from consensus.crypto import sign
+from consensus.entries import (METRICS_DOMAIN, RESULT_DOMAIN, ROUND_DOMAIN, GovernanceEntry, ModelMetrics, ModelRound,
+                               RoundResult)
 from consensus.pow import mine_header
 from consensus.types import MAX_NONCE, Block, BlockHeader, ChainParams, DiagnosisRecord, Member
 from consensus.validation import BlockMeta
@@ -73,15 +76,41 @@ def genesis_meta(genesis: Block) -> BlockMeta:
 
 
 def mine_block(parent: BlockMeta | Block, member: MemberKeys, records: Sequence[DiagnosisRecord] | None = None,
-               timestamp_ms: int | None = None, difficulty: int = 1, parent_work: int = 0) -> Block:
-    """A valid block on ``parent`` (a BlockMeta, or a Block with parent_work given)."""
+               timestamp_ms: int | None = None, difficulty: int = 1, parent_work: int = 0,
+               entries: Sequence[GovernanceEntry] = ()) -> Block:
+    """A valid block on ``parent`` (a BlockMeta, or a Block with parent_work given).
+
+    ``records`` None: one fresh record of ``member`` (none when ``entries`` are given).
+    """
     if isinstance(parent, Block):
         parent = compute_block_meta(parent, parent_work)
     if records is None:
-        records = [make_record(member)]
+        records = [] if entries else [make_record(member)]
     timestamp = timestamp_ms if timestamp_ms is not None else parent.timestamp_ms + 1000
-    header = make_header_template(parent, records, timestamp, difficulty, member.member_id)
-    return sign_block(solve(header), records, member.key)
+    header = make_header_template(parent, records, timestamp, difficulty, member.member_id, entries)
+    return sign_block(solve(header), records, member.key, entries)
+
+
+def make_round(proposer: MemberKeys, participants: Sequence[bytes], number: int = 1, quorum: int = 2,
+               head_digest: bytes = b"\x05" * 32, max_auc_drop_micro: int = 20_000) -> ModelRound:
+    unsigned = ModelRound(proposer.member_id, number, "xray", b"\x04" * 32, head_digest, 20, 1_000_000, 30_000,
+                          GENESIS_TIME_MS + 60_000, tuple(sorted(participants)), quorum, max_auc_drop_micro)
+    return replace(unsigned, signature=sign(proposer.key, ROUND_DOMAIN, unsigned.signed_bytes()))
+
+
+def make_round_result(creator: MemberKeys, proposal: ModelRound, head_digest: bytes = b"\x06" * 32,
+                      excluded: Sequence[tuple[bytes, str]] = ()) -> RoundResult:
+    out = {member for member, _ in excluded}
+    contributors = tuple((member, hashlib.sha256(member).digest()) for member in proposal.participants
+                         if member not in out)
+    unsigned = RoundResult(proposal.round_id, creator.member_id, head_digest, contributors, tuple(sorted(excluded)))
+    return replace(unsigned, signature=sign(creator.key, RESULT_DOMAIN, unsigned.signed_bytes()))
+
+
+def make_metrics(site: MemberKeys, proposal: ModelRound, current: int, candidate: int,
+                 head_digest: bytes = b"\x06" * 32) -> ModelMetrics:
+    unsigned = ModelMetrics(proposal.round_id, site.member_id, head_digest, current, candidate)
+    return replace(unsigned, signature=sign(site.key, METRICS_DOMAIN, unsigned.signed_bytes()))
 
 
 def solve(header: BlockHeader) -> BlockHeader:
@@ -93,7 +122,7 @@ def solve(header: BlockHeader) -> BlockHeader:
 def resign(block: Block, member: MemberKeys, **header_changes: object) -> Block:
     """Change header fields, re-mine and re-sign (to break exactly one other rule)."""
     header = solve(replace(block.header, nonce=0, **header_changes))
-    return sign_block(header, block.records, member.key)
+    return sign_block(header, block.records, member.key, block.entries)
 
 
 def build_branch(parent: Block, parent_work: int, members: MemberKeys | Sequence[MemberKeys], count: int,
