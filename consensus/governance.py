@@ -24,16 +24,36 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from consensus.crypto import is_signature_valid
-from consensus.entries import (ENTRY_KINDS, EXCLUSION_REASONS, MAX_ENTRY_BYTES, MAX_PARTICIPANTS, METRICS_DOMAIN,
+from consensus.entries import (ENTRY_KINDS, KIND_ORDER, EXCLUSION_REASONS, MAX_ENTRY_BYTES, MAX_PARTICIPANTS, METRICS_DOMAIN,
                                RESULT_DOMAIN, ROUND_DOMAIN, UPDATE_DOMAIN, GovernanceEntry, ModelMetrics, ModelRound,
                                RoundResult, compute_round_id)
 from consensus.errors import ValidationError
 from consensus.types import ChainParams, Member
 
-__all__ = ["ENTRY_KINDS", "EXCLUSION_REASONS", "MAX_ENTRY_BYTES", "MAX_PARTICIPANTS", "METRICS_DOMAIN",
-           "RESULT_DOMAIN", "ROUND_DOMAIN", "UNDEFINED_AUC", "UPDATE_DOMAIN", "BranchEntries", "GovernanceContext", "GovernanceEntry",
-           "ModelMetrics", "ModelRound", "RoundResult", "compute_adoption", "compute_round_id", "validate_block_entries",
-           "validate_entry", "validate_round_result"]
+__all__ = [
+    "ENTRY_KINDS",
+    "EXCLUSION_REASONS",
+    "MAX_ENTRY_BYTES",
+    "MAX_PARTICIPANTS",
+    "METRICS_DOMAIN",
+    "RESULT_DOMAIN",
+    "ROUND_DOMAIN",
+    "UNDEFINED_AUC",
+    "UPDATE_DOMAIN",
+    "BranchEntries",
+    "GovernanceContext",
+    "GovernanceEntry",
+    "ModelMetrics",
+    "ModelRound",
+    "RoundResult",
+    "compute_adoption",
+    "compute_round_id",
+    "select_valid_entries",
+    "validate_block_entries",
+    "validate_entry",
+    "validate_entry_in_context",
+    "validate_round_result",
+]
 UNDEFINED_AUC = -1  # a site whose held-out split cannot give an AUC
 
 
@@ -115,30 +135,54 @@ def validate_block_entries(entries: Sequence[GovernanceEntry], params: ChainPara
     block, or earlier in this block); a result must account for exactly the round's
     participants and a metrics entry must come from one of them (``bad-entry``).
     """
-    rounds: dict[bytes, ModelRound] = {}
-    seen: set[tuple[str, bytes, bytes]] = set()
+    earlier = BranchEntries()
     for entry in entries:
-        validate_entry(entry, params)
-        body = entry.body
-        if not isinstance(body, ModelRound):
-            proposal = rounds.get(body.round_id) or context.get_round(body.round_id)
-            if proposal is None:
-                raise ValidationError("orphan-entry", f"{entry.kind} entry for round {body.round_id.hex()} "
-                                                      "that is not on this branch before it")
-            if isinstance(body, RoundResult):
-                try:
-                    validate_round_result(body, proposal.participants, params.members_by_id)
-                except ValidationError as error:
-                    raise ValidationError("bad-entry", f"round result: {error}") from error
-            elif body.member_id not in proposal.participants:
-                raise ValidationError("bad-entry", "metrics from a member that is not a participant of the round")
-        key = entry.key
-        if key in seen or context.has_entry(key):
-            raise ValidationError("duplicate-entry", f"a {entry.kind} entry of {entry.member_id.hex()} for round "
-                                                     f"{entry.round_id.hex()} is already on this branch")
-        seen.add(key)
-        if isinstance(body, ModelRound):
-            rounds[body.round_id] = body
+        validate_entry_in_context(entry, params, context, earlier)
+        earlier.add([entry])
+
+
+def validate_entry_in_context(entry: GovernanceEntry, params: ChainParams, context: GovernanceContext,
+                              earlier: BranchEntries) -> None:
+    """One entry after ``earlier`` (the block's entries before it) on the branch ``context``."""
+    validate_entry(entry, params)
+    body = entry.body
+    if not isinstance(body, ModelRound):
+        proposal = earlier.get_round(body.round_id) or context.get_round(body.round_id)
+        if proposal is None:
+            raise ValidationError("orphan-entry", f"{entry.kind} entry for round {body.round_id.hex()} "
+                                                  "that is not on this branch before it")
+        if isinstance(body, RoundResult):
+            try:
+                validate_round_result(body, proposal.participants, params.members_by_id)
+            except ValidationError as error:
+                raise ValidationError("bad-entry", f"round result: {error}") from error
+        elif body.member_id not in proposal.participants:
+            raise ValidationError("bad-entry", "metrics from a member that is not a participant of the round")
+    if earlier.has_entry(entry.key) or context.has_entry(entry.key):
+        raise ValidationError("duplicate-entry", f"a {entry.kind} entry of {entry.member_id.hex()} for round "
+                                                 f"{entry.round_id.hex()} is already on this branch")
+
+
+def select_valid_entries(candidates: Sequence[GovernanceEntry], params: ChainParams, context: GovernanceContext,
+                         limit: int) -> list[GovernanceEntry]:
+    """The candidates a block on ``context`` may hold, rounds first, at most ``limit`` (the miner's choice).
+
+    Each kept entry passes :func:`validate_entry_in_context` after the ones kept before it, so the
+    list is a valid ``entries`` body for that branch; the others wait (their round is not mined yet)
+    or are never valid there.
+    """
+    chosen = BranchEntries()
+    kept: list[GovernanceEntry] = []
+    for entry in sorted(candidates, key=lambda e: KIND_ORDER[e.kind]):  # stable: arrival order within a kind
+        if len(kept) >= limit:
+            break
+        try:
+            validate_entry_in_context(entry, params, context, chosen)
+        except ValidationError:
+            continue
+        chosen.add([entry])
+        kept.append(entry)
+    return kept
 
 
 class BranchEntries:

@@ -70,6 +70,7 @@ async def miner_context(app: web.Application) -> AsyncIterator[None]:
 
     app[CHAIN].listeners.append(wake_on_tip_change)
     app[CHAIN].record_listeners.append(miner.on_pending)
+    app[CHAIN].entry_listeners.append(lambda entries: miner.wake())
     if not app[CONFIG].mine:
         log.info("mining disabled (mine: false): pending records are relayed for the other members to mine")
         yield

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from consensus.blocktree import ChainView
+from consensus.entries import GovernanceEntry
 from consensus.merkle import compute_merkle_proof
 from consensus.types import Block, ChainParams, DiagnosisRecord
 from consensus.validation import BlockMeta
 from node.records import RecordEvidence
 from node.results import AddResult, BatchResult, RecordBatchResult
+from node.governance_pool import EntryBatchResult
 from node.store import ChainStore
 from node.verify import ChainReport, verify_best_chain
 
@@ -33,6 +35,7 @@ log = logging.getLogger("lungledger.chain")
 T = TypeVar("T")
 BlockListener = Callable[[Sequence[AddResult], Any], Awaitable[None]]
 RecordListener = Callable[[Sequence[DiagnosisRecord], Any], None]  # newly pending records, their source (None: ours)
+EntryListener = Callable[[Sequence[GovernanceEntry]], None]  # newly pending governance entries
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class ChainService:
         self.listeners: list[BlockListener] = []
         self.rejection_listeners: list[Callable[[str], None]] = []
         self.record_listeners: list[RecordListener] = []
+        self.entry_listeners: list[EntryListener] = []
         self.tip_changed = asyncio.Condition()
 
     @property
@@ -94,6 +98,22 @@ class ChainService:
             self._announce_records(result.accepted, source)
         return result
 
+    async def add_entries(self, entries: Sequence[GovernanceEntry], own: bool = False) -> EntryBatchResult:
+        """Governance entries (this node's round actions, or a peer's round and metrics messages) into the pool."""
+        store = self._store
+        result = await self._run(store.governance.admit, entries, store.params, store.tree, own)
+        if result.accepted:
+            for listener in list(self.entry_listeners):
+                listener(result.accepted)
+        return result
+
+    async def get_best_entries(self) -> tuple[ChainView, list[tuple[int, int, bytes, GovernanceEntry]]]:
+        """The view and every governance entry on its best chain (height, block time, block hash, entry)."""
+        return await self._run(lambda: (self._store.view, self._store.governance.get_best_entries()))
+
+    async def get_pending_entries(self, limit: int) -> list[GovernanceEntry]:
+        return await self._run(self._store.governance.pool.get_entries, limit)
+
     def _announce_records(self, records: Sequence[DiagnosisRecord], source: Any) -> None:
         for listener in list(self.record_listeners):
             listener(records, source)
@@ -126,6 +146,17 @@ class ChainService:
         reads could leave a record pending in one and on the chain of the other.
         """
         return await self._run(lambda: (self._store.view, self._store.pending.get_records(limit)))
+
+    async def get_mining_batch(self, record_limit: int, entry_limit: int) -> tuple[
+            ChainView, list[DiagnosisRecord], list[GovernanceEntry]]:
+        """As :meth:`get_pending_at_view`, plus the pending governance entries a block on that tip may hold."""
+        def read() -> tuple[ChainView, list[DiagnosisRecord], list[GovernanceEntry]]:
+            view = self._store.view
+            store = self._store
+            return view, store.pending.get_records(record_limit), \
+                store.governance.get_mineable(store.tree, view.tip, store.params, entry_limit)
+
+        return await self._run(read)
 
     async def get_details(self, record_id: bytes) -> bytes | None:
         return await self._run(self._store.details.get, record_id)

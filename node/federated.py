@@ -14,10 +14,15 @@
   updates give the same head digest on every node. A participant that never sends
   is excluded as ``no-update``; the round completes without it.
 - Each site scores the aggregate on its own held-out split (``local_report``) and signs
-  it. When the adoption rule holds, the aggregate becomes the federation head (the next
-  round trains from it), is stored by digest (``node.federated_heads``) and is served by
-  the diagnostic plug-in for this modality; a diagnosis then records the served model id
-  SHA-256(tflite SHA-256 || head digest). At start-up the last adopted head is served again.
+  it. The proposal, each node's signed round result and each site's metrics go into
+  the node's governance pool (``node.governance_pool``) and from there into blocks.
+- Adoption is read from the best chain only (``node.federated_chain``), after every
+  tip change: when the chain holds the round, its result and the sites' metrics and
+  the rule holds there, the aggregate becomes the federation head (the next round
+  trains from it), is stored by digest (``node.federated_heads``) and is served by the
+  diagnostic plug-in for this modality; a diagnosis then records the served model id
+  SHA-256(tflite SHA-256 || head digest). A reorg that removes the adoption serves
+  the previous head again. No head is served without the chain saying so.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,26 +39,29 @@ import numpy as np
 from aiohttp import web
 
 from consensus.crypto import is_signature_valid, sign
+from consensus.entries import GovernanceEntry, RoundResult
 from consensus.governance import RESULT_DOMAIN
 from consensus.types import ChainParams
 from diagnostics.auc import compute_auc
 from diagnostics.federated import Head, Preconditioner, train_local
 from diagnostics.federated_data import get_preconditioner, load_site_features
 from diagnostics.model import LiteRTModel
-from diagnostics.plugin import DiagnosticPlugin
+from diagnostics.plugin import DiagnosticPlugin, HeadServingPlugin
 from network.errors import ProtocolViolation
 from network.model_messages import (METRICS_DOMAIN, MICRO, ROUND_DOMAIN, UPDATE_DOMAIN, ModelMetrics, ModelRound,
                                     ModelUpdate)
 from network.peer import Peer
 from network.service import PeerNetwork
+from node.chain import ChainService
+from node.federated_chain import ChainGovernance, compute_chain_governance
 from node.federated_round import (MAX_PENDING_UPDATES, MAX_ROUNDS_KEPT, FederatedSettings, RoundState,
-                                  apply_privacy, decide_round_adoption, describe_privacy, finalise_round,
-                                  make_round_result)
+                                  apply_privacy, describe_privacy, finalise_round, make_round_result)
 from node.auth import get_principal
-from node.federated_heads import HEAD_STORE, HeadStore, StoredHead, load_servable, serve_stored, setup_head_routes
+from node.federated_heads import HEAD_STORE, HeadStore, HeadStoreError, StoredHead, serve_stored, setup_head_routes
 from node.http import API_PREFIX, ApiError, json_reply
 from node.identity import NodeIdentity
-from node.keys import CONFIG, GENESIS, IDENTITY, NETWORK, PLUGIN
+from node.keys import CHAIN, CONFIG, GENESIS, IDENTITY, NETWORK, PLUGIN
+from node.results import AddResult
 
 log = logging.getLogger("lungledger.federated")
 FEDERATED: web.AppKey[FederatedService | None] = web.AppKey("federated")
@@ -74,10 +82,11 @@ class SiteData:
 
 
 class FederatedService:
-    def __init__(self, network: PeerNetwork, params: ChainParams, identity: NodeIdentity,
+    def __init__(self, network: PeerNetwork, chain: ChainService, params: ChainParams, identity: NodeIdentity,
                  settings: FederatedSettings, model: LiteRTModel, heads: HeadStore,
                  plugin: DiagnosticPlugin | None = None, clock: Callable[[], float] = time.time) -> None:
         self.network = network
+        self.chain = chain
         self.params = params
         self.identity = identity
         self.settings = settings
@@ -88,6 +97,10 @@ class FederatedService:
         self.served: StoredHead | None = None  # the adopted head the plug-in serves (None: the built-in one)
         self._serving = asyncio.Lock()  # adoptions are stored and served in the order they were decided
         self.head = Head.create(model.card.head_weights.astype(np.float64), model.card.head_bias)
+        self.builtin = self.head
+        self.governance: ChainGovernance | None = None  # the best chain's rounds and adopted head, last read
+        self.missing_head: str | None = None  # a head the chain adopted that this node does not hold
+        self._chain_dirty = asyncio.Event()
         self.preconditioner: Preconditioner = get_preconditioner(model)
         self.site: SiteData | None = None
         self.rounds: dict[bytes, RoundState] = {}
@@ -119,18 +132,66 @@ class FederatedService:
                  len(split["train"][1]), self.settings.data_dir)
 
     async def restore_head(self) -> None:
-        """Serve the last adopted head again (and train the next round from it), if it fits this model."""
-        stored = await asyncio.to_thread(load_servable, self.heads, self.settings.modality, self.model.card.model_id)
-        if stored is not None:
-            self.head = stored.head
-            self.served = stored if serve_stored(self.plugin, stored) else None
+        """At start-up: serve the head the stored best chain has adopted."""
+        await self.sync_with_chain()
 
-    async def _store_and_serve(self, stored: StoredHead) -> None:
-        """Persist first, so that every head a record names can be fetched; then serve it."""
+    async def on_blocks(self, results: Sequence[AddResult], source: Any) -> None:
+        """Chain listener: after a tip change, read the adoption again from the best chain."""
+        if any(result.tip_changed for result in results):
+            self._chain_dirty.set()
+
+    def follow_chain(self) -> None:
+        self._spawn(self._follow_chain(), "federated-chain")
+
+    async def _follow_chain(self) -> None:
+        while True:
+            await self._chain_dirty.wait()
+            self._chain_dirty.clear()
+            await self.sync_with_chain()
+
+    async def sync_with_chain(self) -> None:
+        """Derive every round's on-chain status and the adopted head from the best chain; serve that head."""
         async with self._serving:
-            await asyncio.to_thread(self.heads.save, stored)
-            if serve_stored(self.plugin, stored):
-                self.served = stored
+            _, entries = await self.chain.get_best_entries()
+            governance = compute_chain_governance(entries, self.settings.modality, self.model_id,
+                                                  bytes.fromhex(self.builtin.digest()))
+            self.governance = governance
+            for state in self.rounds.values():
+                chain_round = governance.rounds.get(state.round_id)
+                state.adoption = None if chain_round is None else chain_round.verdict
+            await self._serve_digest(governance.head_digest.hex())
+
+    async def _serve_digest(self, digest: str) -> None:
+        """Serve the head with this digest (the built-in head when it is the built-in digest)."""
+        builtin = digest == self.builtin.digest()
+        if digest == self.head.digest() and (self.served is None) == builtin:
+            self.missing_head = None
+            return
+        if builtin:
+            self.head, self.served, self.missing_head = self.builtin, None, None
+            if isinstance(self.plugin, HeadServingPlugin):
+                self.plugin.serve_head(self.settings.modality, None)
+            log.info("serving the built-in %s head (no adopted round on the best chain)", self.settings.modality)
+            return
+        stored = await asyncio.to_thread(self._find_head, digest)
+        if stored is None:
+            self.missing_head = digest
+            log.warning("the best chain adopted head %s, which this node does not hold; not serving it", digest[:16])
+            return
+        await asyncio.to_thread(self.heads.save, stored)  # persisted first: every head a record names can be fetched
+        self.head, self.missing_head = stored.head, None
+        self.served = stored if serve_stored(self.plugin, stored) else None
+
+    def _find_head(self, digest: str) -> StoredHead | None:
+        for state in self.rounds.values():
+            if state.head is not None and state.head.digest() == digest:
+                return StoredHead(self.settings.modality, self.model.card.model_id, state.head,
+                                  state.round_id.hex(), int(self.clock() * 1000))
+        try:
+            return self.heads.load(digest)
+        except HeadStoreError as error:
+            log.error("stored head %s refused: %s", digest[:16], error)
+            return None
 
     async def close(self) -> None:
         for task in list(self.tasks):
@@ -157,6 +218,12 @@ class FederatedService:
         proposal = replace(unsigned, signature=sign(self.identity.private_key, ROUND_DOMAIN, unsigned.signed_bytes()))
         await self.accept_round(proposal, None)
         return proposal
+
+    async def _to_chain(self, body: ModelRound | ModelMetrics | RoundResult, own: bool) -> None:
+        """Into the governance pool, for the miners (ours: always; a peer's: if valid and the pool has room)."""
+        result = await self.chain.add_entries([GovernanceEntry.of(body)], own=own)
+        if result.error is not None:
+            log.warning("governance entry not pooled: %s", result.error)
 
     # ------------------------------------------------------------ receiving
     async def on_model_round(self, peer: Peer, message: ModelRound) -> None:
@@ -187,6 +254,7 @@ class FederatedService:
             state.status = "incompatible: " + self._describe_mismatch(proposal)
         self._remember(state)
         self.network.broadcast(proposal, skip=source)
+        await self._to_chain(proposal, own=source is None)
         log.info("round %s (%d) from %s: %s", round_id.hex()[:12], proposal.number, proposal.proposer.hex()[:8],
                  state.status)
         if state.base is None:
@@ -272,7 +340,7 @@ class FederatedService:
         if result is not None:
             state.result = replace(result, signature=sign(self.identity.private_key, RESULT_DOMAIN,
                                                           result.signed_bytes()))
-        self._spawn(self._decide_at_adoption_deadline(state), "federated-adoption")
+            self._spawn(self._to_chain(state.result, own=True), "federated-result")
         if self.site is not None and self.identity.member_id in state.proposal.participants:
             x, y = self.site.validation
             current, candidate = compute_auc(y, state.base.logits(x)), compute_auc(y, state.head.logits(x))
@@ -281,7 +349,6 @@ class FederatedService:
                                     _to_micro(current), _to_micro(candidate))
             self.accept_metrics(replace(unsigned, signature=sign(self.identity.private_key, METRICS_DOMAIN,
                                                                  unsigned.signed_bytes())), None)
-        self._decide(state, final=False)
 
     def accept_metrics(self, report: ModelMetrics, source: bytes | None) -> None:
         state = self.rounds.get(report.round_id)
@@ -292,25 +359,7 @@ class FederatedService:
             return
         state.reports[report.member_id] = report
         self.network.broadcast(report, skip=source)
-        self._decide(state, final=False)
-
-    async def _decide_at_adoption_deadline(self, state: RoundState) -> None:
-        await asyncio.sleep(self.settings.adoption_s)
-        self._decide(state, final=True)
-
-    def _decide(self, state: RoundState, final: bool) -> None:
-        """Adopt the aggregate when the rule holds: rounds after it train from it and diagnoses use it."""
-        verdict = decide_round_adoption(state, final)
-        if verdict is None:
-            return
-        state.adoption = verdict.reason
-        if verdict.adopted and state.head is not None and state.base is not None \
-                and state.base.digest() == self.head.digest():
-            self.head = state.head
-            stored = StoredHead(self.settings.modality, self.model.card.model_id, state.head, state.round_id.hex(),
-                                int(self.clock() * 1000))
-            self._spawn(self._store_and_serve(stored), "federated-serve")
-        log.info("round %s adoption: %s", state.round_id.hex()[:12], verdict.reason)
+        self._spawn(self._to_chain(report, own=source is None), "federated-metrics")
 
     def get_status(self) -> dict[str, Any]:
         return {"modality": self.settings.modality, "model_id": self.model.card.model_id,
@@ -320,7 +369,21 @@ class FederatedService:
                 "site_images": None if self.site is None else
                 int(len(self.site.train[1]) + len(self.site.validation[1])),
                 "privacy": describe_privacy(self.settings, self.rounds_sent),
-                "rounds": [state.to_json() for state in reversed(self.rounds.values())]}
+                "rounds": [self._describe(state) for state in reversed(self.rounds.values())],
+                "chain": self._describe_chain()}
+
+    def _describe(self, state: RoundState) -> dict[str, Any]:
+        chain_round = None if self.governance is None else self.governance.rounds.get(state.round_id)
+        return {**state.to_json(), "chain": None if chain_round is None else chain_round.to_json()}
+
+    def _describe_chain(self) -> dict[str, Any]:
+        governance = self.governance
+        if governance is None:
+            return {"head_digest": None, "adopted_round": None, "missing_head": self.missing_head, "rounds": []}
+        return {"head_digest": governance.head_digest.hex(),
+                "adopted_round": None if governance.adopted_round is None else governance.adopted_round.hex(),
+                "missing_head": self.missing_head,
+                "rounds": [chain_round.to_json() for chain_round in reversed(governance.rounds.values())]}
 
 
 def _finite(value: float) -> float | None:
@@ -335,12 +398,15 @@ async def federated_context(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     settings = FederatedSettings.from_section(config.federated, config.data_dir)
     model = await asyncio.to_thread(LiteRTModel, config.models_dir / settings.modality)
-    service = FederatedService(app[NETWORK], app[GENESIS].params, app[IDENTITY], settings, model, app[HEAD_STORE],
-                               app[PLUGIN])
+    service = FederatedService(app[NETWORK], app[CHAIN], app[GENESIS].params, app[IDENTITY], settings, model,
+                               app[HEAD_STORE], app[PLUGIN])
     await service.restore_head()
     await service.load_site()
+    app[CHAIN].listeners.append(service.on_blocks)
+    service.follow_chain()
     app[FEDERATED] = service
     yield
+    app[CHAIN].listeners.remove(service.on_blocks)
     await service.close()
 
 

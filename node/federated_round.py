@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from consensus.governance import RoundResult, compute_adoption
-from diagnostics.federated import (Adoption, FederatedError, Head, LocalConfig, Update, aggregate,
+from consensus.governance import RoundResult
+from diagnostics.federated import (FederatedError, Head, LocalConfig, Update, aggregate,
                                    compute_epsilon, privatise, screen_updates)
 from network.model_messages import MICRO, ModelMetrics, ModelRound, ModelUpdate
 
@@ -41,7 +41,7 @@ class FederatedSettings:
     quorum: int = 2
     max_auc_drop: float = 0.02
     round_s: float = DEFAULT_ROUND_S
-    adoption_s: float = DEFAULT_ADOPTION_S  # after aggregation: how long to wait for the sites' metrics
+    adoption_s: float = DEFAULT_ADOPTION_S  # kept for old configs; unused: the chain's window decides (federated_chain)
     clip_norm: float = 0.0  # > 0: clip this site's change of the head to this L2 norm before sending
     noise_multiplier: float = 0.0  # > 0 (with clip_norm): add N(0, (z * clip_norm)^2) per coordinate
 
@@ -84,7 +84,7 @@ class RoundState:
     excluded: dict[str, str] = field(default_factory=dict)  # member id hex -> reason code
     local_report: dict[str, float | None] | None = None
     reports: dict[bytes, ModelMetrics] = field(default_factory=dict)  # by member id (first one counts)
-    adoption: str | None = None  # None: undecided; "adopted" or the reason it was not
+    adoption: str | None = None  # the best chain's verdict (node.federated_chain); None: undecided there
     result: RoundResult | None = None  # this node's signed model-update record of the round
 
     @property
@@ -150,20 +150,6 @@ def finalise_round(state: RoundState) -> None:
 
 def _from_micro(value: int) -> float | None:
     return None if value < 0 else value / MICRO
-
-
-def decide_round_adoption(state: RoundState, final: bool) -> Adoption | None:
-    """Once every contributor reported on this aggregate (or at the adoption deadline, ``final``): the rule's verdict."""
-    if state.status != "aggregated" or state.head is None or state.adoption is not None:
-        return None
-    digest = bytes.fromhex(state.head.digest())
-    reports = {member: report for member, report in state.reports.items() if report.head_digest == digest}
-    if not final and not {bytes.fromhex(member) for member in state.contributors} <= set(reports):
-        return None
-    adopted, reason = compute_adoption(state.proposal.quorum, state.proposal.max_auc_drop_micro,
-                                       [(member, report.current_auc_micro, report.candidate_auc_micro)
-                                        for member, report in sorted(reports.items())])
-    return Adoption(adopted, reason)
 
 
 def make_round_result(state: RoundState, creator: bytes) -> RoundResult | None:

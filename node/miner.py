@@ -1,6 +1,6 @@
-"""The miner: batches pending records (this node's and relayed ones) into blocks, off the event loop.
+"""The miner: batches pending records (this node's and relayed ones) and governance entries into blocks, off the event loop.
 
-Mines only when records are pending (no empty blocks), in chunks of nonces on
+Mines only when records or entries are pending (no empty blocks), in chunks of nonces on
 a worker thread, and abandons the work as soon as the best tip changes.
 Under the signer limit it builds only on a tip where this member may sign
 (``consensus.signers.may_sign``); otherwise it sleeps until the tip changes
@@ -9,7 +9,10 @@ pending records are due is ``node.carry``'s: the member in turn for the next
 height (``consensus.signers.compute_turn_rank``) mines at once, the others
 only after records have waited their rank, so that two members seldom mine on
 the same parent at once (each such race can leave two groups of nodes with
-different final blocks: docs/CONSENSUS.md, threat model).
+different final blocks: docs/CONSENSUS.md, threat model). Pending governance
+entries (``node.governance_pool``) that a block on the tip may hold ride along;
+on their own they are due for the member in turn at once and for one ``rank``
+places behind after ``rank × CARRY_DELAY_S`` on that tip.
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ from consensus.blocktree import ChainView
 from consensus.pow import mine_header
 from consensus.signers import compute_turn_rank, signer_limit
 from consensus.types import MAX_BLOCK_BYTES, BlockHeader, DiagnosisRecord
-from node.carry import CarrySchedule
+from node.carry import CARRY_DELAY_S, CarrySchedule
 from node.chain import ChainService
 from node.identity import NodeIdentity
 
 log = logging.getLogger("lungledger.miner")
 
 MAX_RECORDS_PER_BLOCK = 200
+MAX_ENTRIES_PER_BLOCK = 100  # at most 4 KiB each: well inside the block's half not given to records
 MAX_RECORD_BYTES_PER_BLOCK = MAX_BLOCK_BYTES // 2
 NONCES_PER_CHUNK = 4096
 
@@ -97,26 +101,32 @@ class Miner:
 
     async def _mine_once(self) -> bool:
         """Mine one block from due pending records; False when none is due or we may not sign."""
-        view, pending = await self.chain.get_pending_at_view(MAX_RECORDS_PER_BLOCK)
+        view, pending, entries = await self.chain.get_mining_batch(MAX_RECORDS_PER_BLOCK, MAX_ENTRIES_PER_BLOCK)
         rank = self.get_turn_rank(view)
         if rank is None:
-            self.waiting_for_turn = view.tip_hash if pending else None
+            self.waiting_for_turn = view.tip_hash if pending or entries else None
             return False  # the signer limit: the next tip change wakes us
         self.waiting_for_turn = None
         due, wait_s = self.carry.get_due(pending, rank, view.tip_hash)  # in turn (rank 0): all at once
+        if entries and not due:
+            entries_wait = self.carry.tip_seen + rank * CARRY_DELAY_S - self.carry.clock()
+            if entries_wait > 0:
+                entries = []
+                wait_s = entries_wait if wait_s is None else min(wait_s, entries_wait)
         if wait_s is not None:
             self._wake_in(wait_s)
         records = select_records(due)
-        if not records:
+        if not records and not entries:
             return False
         parent = view.tip
         timestamp = max(self.chain.clock_ms(), view.get_median_time_past(parent) + 1)
-        header = make_header_template(parent, records, timestamp, self.chain.params.difficulty, self.identity.member_id)
+        header = make_header_template(parent, records, timestamp, self.chain.params.difficulty, self.identity.member_id,
+                                      entries)
         solved = await self._solve(header, parent.block_hash)
         if solved is None:
             self.abandoned += 1
             return True  # tip moved: rebuild the template on the new tip
-        block = sign_block(solved, records, self.identity.private_key)
+        block = sign_block(solved, records, self.identity.private_key, entries)
         result = await self.chain.add_blocks([block], source="miner")
         if result.failure is not None:
             log.warning("mined block refused: %s", result.error or result.failure)

@@ -1,20 +1,15 @@
 """Durable chain store on SQLite (standard library): storage only.
 
-Tables: raw canonical block bytes with their index (hash, parent, height,
-cumulative work, status), the best chain by height, the record index
-(record id -> blocks holding it) and meta; the pending pool and the
-off-chain details (``node.pending``) share the connection and its transactions.
-WAL mode with ``synchronous=FULL``; every state change is one transaction, and
-callers acknowledge a record only after :meth:`ChainStore.add_pending_record`
-has returned (the commit is durable then).
+Tables: raw canonical block bytes with their index (hash, parent, height, cumulative
+work, status), the best chain by height, the record index (record id -> blocks holding
+it) and meta; the pending pool and off-chain details (``node.pending``) and the
+governance entries' pool and index (``node.governance_pool``) share the connection and
+its transactions. WAL mode with ``synchronous=FULL``; every state change is one
+transaction; callers acknowledge a record only after ``add_pending_record`` returned.
 
-Which branch is best is decided by ``consensus.blocktree.BlockTree``; the store
-validates each block, asks the tree for the :class:`HeadChange`, writes the
-block and that plan in the same transaction, and after the commit publishes a
-frozen :class:`ChainView` (one reference swap) for readers on other threads.
-
-The store is synchronous; the node runs it on one dedicated thread (the chain
-thread) so validation and fsyncs never block the event loop.
+Which branch is best is decided by ``consensus.blocktree.BlockTree``; the store validates
+each block, asks the tree for the :class:`HeadChange`, writes the block and that plan in
+one transaction, then publishes a frozen :class:`ChainView`. Synchronous: it runs on one thread.
 """
 
 from __future__ import annotations
@@ -28,6 +23,7 @@ from consensus.errors import ValidationError
 from consensus.types import Block, ChainParams, DiagnosisRecord
 from consensus.validation import BlockMeta, validate_block, validate_genesis, validate_header
 from node.database import BlockReader, Transaction, open_database
+from node.governance_pool import GovernanceLedger
 from node.pending import SCHEMA as POOL_SCHEMA
 from node.pending import DetailsStore, PendingPool
 from node.results import AddResult, BatchResult, DuplicateBlock, MissingParent, RecordBatchResult
@@ -57,6 +53,7 @@ class ChainStore:
         self.path = str(path)
         self.db = open_database(path, SCHEMA + POOL_SCHEMA)
         self.pending = PendingPool(self.db)
+        self.governance = GovernanceLedger(self.db)
         self.details = DetailsStore(self.db)
         stored = self.db.execute("SELECT value FROM meta WHERE key='genesis'").fetchone()
         if stored is None:
@@ -212,9 +209,11 @@ class ChainStore:
     def _connect(self, block: Block, now_ms: int) -> AddResult:
         parent = self.tree.index[block.header.prev_hash]
         validate_block(block, self.params, parent, self.tree.get_median_time_past(parent), now_ms,
-                       lambda record_id: self._is_record_in_ancestry(record_id, parent), self.tree.get_signer_window(parent))
+                       lambda record_id: self._is_record_in_ancestry(record_id, parent), self.tree.get_signer_window(parent),
+                       self.governance.get_branch(self.tree, parent))
         meta = compute_block_meta(block, parent.chain_work)
         self._insert_block_row(block, meta)
+        self.governance.index.add_block(meta.block_hash, block.entries)
         self.db.executemany("INSERT INTO records VALUES (?, ?, ?)",
                             [(r.record_id, meta.block_hash, i) for i, r in enumerate(block.records)])
         change = self.tree.on_block(meta)
@@ -231,6 +230,7 @@ class ChainStore:
         if change.disconnect:  # records (any member's: any member mines them) that left the best chain return
             self.pending.restore([record for block_hash in change.disconnect for record in self.get_block(block_hash).records
                                   if not self._is_on_best_chain(record.record_id)])
+        self.governance.apply_head_change(self.tree, [m.block_hash for m in change.connect], change.disconnect)
 
     def _insert_block_row(self, block: Block, meta: BlockMeta) -> None:
         self.db.execute(

@@ -12,8 +12,8 @@ from network.codec import decode_message, encode_message
 from network.constants import MAX_HEAD_BYTES, MAX_ROUND_PARTICIPANTS
 from network.errors import MalformedFrame
 from diagnostics.federated import Head
-from network.model_messages import METRICS_DOMAIN, ROUND_DOMAIN, UPDATE_DOMAIN, ModelMetrics, ModelRound, ModelUpdate
-from node.federated_round import RoundState, decide_round_adoption, decode_update, finalise_round
+from network.model_messages import ROUND_DOMAIN, UPDATE_DOMAIN, ModelRound, ModelUpdate
+from node.federated_round import RoundState, decode_update, finalise_round
 from tests.support.builders import make_member
 
 MEMBER = make_member("Hospital A")
@@ -84,33 +84,6 @@ def test_a_round_outcome_depends_only_on_the_updates_received() -> None:
     empty = RoundState(proposal, base)
     finalise_round(empty)
     assert empty.status == "failed: no-updates" and empty.excluded == {MEMBER.member_id.hex(): "no-update"}
-
-
-def make_metrics(proposal: ModelRound, head: Head, current: int, candidate: int) -> ModelMetrics:
-    unsigned = ModelMetrics(proposal.round_id, MEMBER.member_id, bytes.fromhex(head.digest()), current, candidate)
-    return replace(unsigned, signature=sign(MEMBER.key, METRICS_DOMAIN, unsigned.signed_bytes()))
-
-
-def test_adoption_waits_for_every_contributor_and_counts_only_reports_on_this_aggregate() -> None:
-    proposal = make_round(quorum=1, max_auc_drop_micro=20_000)
-    state = RoundState(proposal, Head.create(np.zeros(4), 0.0))
-    update = make_update(proposal, Head.create([0.1, 0.2, 0.3, 0.4], 0.1))
-    state.updates[update.digest] = update
-    assert decide_round_adoption(state, final=True) is None  # not aggregated yet
-    finalise_round(state)
-    assert state.head is not None
-    assert decide_round_adoption(state, final=False) is None  # the contributor has not reported
-    other = Head.create(np.ones(4), 0.0)
-    state.reports[MEMBER.member_id] = make_metrics(proposal, other, 700_000, 900_000)  # about another head
-    verdict = decide_round_adoption(state, final=True)
-    assert verdict is not None and verdict.reason.startswith("no-quorum")
-    state.reports[MEMBER.member_id] = make_metrics(proposal, state.head, 700_000, 650_000)
-    verdict = decide_round_adoption(state, final=False)
-    assert verdict is not None and not verdict.adopted and verdict.reason.startswith("auc-drop")
-    state.reports[MEMBER.member_id] = make_metrics(proposal, state.head, 700_000, 690_000)
-    verdict = decide_round_adoption(state, final=False)
-    assert verdict is not None and verdict.adopted
-    assert decode_message(encode_message(state.reports[MEMBER.member_id])) == state.reports[MEMBER.member_id]
 
 
 def test_federated_settings_refuse_unknown_keys_and_default_the_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
