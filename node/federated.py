@@ -155,11 +155,11 @@ class FederatedService:
             _, entries = await self.chain.get_best_entries()
             governance = compute_chain_governance(entries, self.settings.modality, self.model_id,
                                                   bytes.fromhex(self.builtin.digest()))
+            await self._serve_digest(governance.head_digest.hex())  # served before any round reads as adopted
             self.governance = governance
             for state in self.rounds.values():
                 chain_round = governance.rounds.get(state.round_id)
                 state.adoption = None if chain_round is None else chain_round.verdict
-            await self._serve_digest(governance.head_digest.hex())
 
     async def _serve_digest(self, digest: str) -> None:
         """Serve the head with this digest (the built-in head when it is the built-in digest)."""
