@@ -73,6 +73,7 @@ class FaultInjection:
 
     scale: float = 1.0  # multiply the trained head (a poisoned update)
     delay_s: float = 0.0  # wait before training (a node that dies mid-round)
+    auc_drop: float = 0.0  # lower the candidate AUC this site reports (a site that vetoes the aggregate)
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,8 @@ class FederatedService:
 
     # ------------------------------------------------------------ proposing
     async def propose_round(self, participants: list[bytes] | None = None, duration_s: float | None = None,
-                            number: int | None = None, quorum: int | None = None) -> ModelRound:
+                            number: int | None = None, quorum: int | None = None,
+                            max_auc_drop: float | None = None) -> ModelRound:
         members = sorted(participants if participants is not None else self.params.members_by_id)
         settings = self.settings
         unsigned = ModelRound(
@@ -214,7 +216,7 @@ class FederatedService:
             self.model_id, bytes.fromhex(self.head.digest()), settings.epochs,
             round(settings.learning_rate * MICRO), round(settings.l2 * MICRO),
             int((self.clock() + (duration_s or settings.round_s)) * 1000), tuple(members), quorum or settings.quorum,
-            round(settings.max_auc_drop * MICRO))
+            round((settings.max_auc_drop if max_auc_drop is None else max_auc_drop) * MICRO))
         proposal = replace(unsigned, signature=sign(self.identity.private_key, ROUND_DOMAIN, unsigned.signed_bytes()))
         await self.accept_round(proposal, None)
         return proposal
@@ -344,6 +346,7 @@ class FederatedService:
         if self.site is not None and self.identity.member_id in state.proposal.participants:
             x, y = self.site.validation
             current, candidate = compute_auc(y, state.base.logits(x)), compute_auc(y, state.head.logits(x))
+            candidate = max(0.0, candidate - self.faults.auc_drop) if np.isfinite(candidate) else candidate
             state.local_report = {"current_auc": _finite(current), "candidate_auc": _finite(candidate)}
             unsigned = ModelMetrics(state.round_id, self.identity.member_id, bytes.fromhex(state.head.digest()),
                                     _to_micro(current), _to_micro(candidate))

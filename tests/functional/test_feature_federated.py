@@ -8,13 +8,19 @@ Plan:
    with the node's API token; without it: 401); every node trains, sends a signed ``model_update``, and
    every node aggregates the same three updates to the same head digest; every site
    signs its held-out AUC (``model_metrics``), the rule holds (quorum 2, margin 1.0)
-   and every node adopts that head: all three now use the same head digest. Before the round
+   and every node adopts that head: all three now use the same head digest. The proposal, the
+   nodes' round results and the three sites' metrics are on the best chain (``GET
+   /api/v1/federated`` gives each one's block height) and every node read the adoption from
+   it (``chain.head_digest``, same on all nodes). Before the round
    each node's diagnosis names the shipped model; after it, a diagnosis (over the API, a
    real record) on every node uses the adopted head: its probability is the head applied to
    the model's features, its record names SHA-256(tflite SHA-256 || head digest), and all
    nodes agree; the head can be fetched by digest (``GET /api/v1/federated/heads/{digest}``).
 3. Node 2 sends a poisoned update (its head scaled x100): every node excludes it as
    ``norm-outlier``, agrees on the aggregate of the two honest updates and adopts it.
+   Then a round with a 0.02 margin in which node 1 reports its held-out AUC 0.5 lower
+   for the aggregate: the chain's verdict is ``auc-drop`` on every node, and every node
+   keeps serving the head of the round before (an unadopted head is never served).
 4. Node 2 is killed mid-round (after it received the proposal, before it sent): at the
    deadline nodes 0 and 1 complete the round without it (``no-update``), same digest.
    The round asked for a quorum of 3 sites: only 2 report, so the head is not
@@ -144,6 +150,17 @@ async def fetch_head(node: TestNode, digest: str) -> Head:
     return fetched
 
 
+async def get_round(node: TestNode, round_id: bytes) -> dict[str, object]:
+    async with aiohttp.ClientSession() as client, \
+            client.get(f"{node.base_url}/api/v1/federated", ssl=False) as response:
+        assert response.status == 200, await response.text()
+        body = await response.json()
+    [found] = [entry for entry in body["rounds"] if entry["round_id"] == round_id.hex()]
+    chain_rounds = [entry for entry in body["chain"]["rounds"] if entry["round_id"] == round_id.hex()]
+    assert chain_rounds == [found["chain"]]
+    return dict(found)
+
+
 async def wait_aggregated(nodes: list[TestNode], round_id: bytes) -> list[str]:
     await wait_until(lambda: all(round_status(node, round_id) == "aggregated" for node in nodes), TIMEOUT_S,
                      "every node to aggregate the round")
@@ -205,6 +222,15 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
         assert first != base  # training moved the head
         assert await wait_adoption(nodes, proposal.round_id) == {"adopted"}
         assert {service(node).head.digest() for node in nodes} == {first}
+        for node in nodes:  # on chain: the round, the results and every site's metrics, at block heights
+            described = await get_round(node, proposal.round_id)
+            on_chain = described["chain"]
+            assert on_chain["verdict"] == "adopted" and on_chain["head_digest"] == first
+            assert on_chain["proposal_height"] >= 1 and on_chain["result_height"] >= on_chain["proposal_height"]
+            assert sorted(on_chain["metrics_heights"]) == sorted(members)
+            assert all(height >= on_chain["proposal_height"] for height in on_chain["metrics_heights"].values())
+            assert on_chain["result_creator"] in members
+        assert {service(node).governance.head_digest.hex() for node in nodes} == {first}  # type: ignore[union-attr]
         assert all(len(service(node).rounds[proposal.round_id].reports) == 3 for node in nodes)
         first_head = await fetch_head(nodes[1], first)
         first_answer = await check_serves(nodes, first_head, image)
@@ -225,6 +251,19 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
         assert {service(node).head.digest() for node in nodes} == {second}
         second_head = await fetch_head(nodes[0], second)
         second_answer = await check_serves(nodes, second_head, image)
+
+        # 3b. a site reports an AUC drop beyond the margin: the chain never adopts the aggregate
+        service(nodes[2]).faults.scale = 1.0
+        service(nodes[1]).faults.auc_drop = 0.5
+        proposal = await service(nodes[0]).propose_round(duration_s=TIMEOUT_S, max_auc_drop=0.02)
+        vetoed = await wait_aggregated(nodes, proposal.round_id)
+        assert len(set(vetoed)) == 1 and vetoed[0] != second
+        verdicts = await wait_adoption(nodes, proposal.round_id)
+        assert len(verdicts) == 1 and next(iter(verdicts)).startswith(f"auc-drop: {members[1]}"), verdicts
+        assert {service(node).head.digest() for node in nodes} == {second}
+        assert {served_digest(node) for node in nodes} == {second}
+        assert {await diagnose(node, image) for node in nodes} == {second_answer}
+        service(nodes[1]).faults.auc_drop = 0.0
 
         # 4. node 2 dies after receiving the proposal, before sending its update
         service(nodes[2]).faults.scale, service(nodes[2]).faults.delay_s = 1.0, 3600.0
