@@ -61,6 +61,9 @@ SCHEMAS: dict[str, Any] = {
                              "signature": HEX_STRING, "size_bytes": {"type": "integer"},
                              "record_count": {"type": "integer"},
                              "record_ids": {"type": "array", "items": HEX_STRING},
+                             "entries": {"type": "array", "description": "governance entries (issue 15): kind "
+                                         "(round, result, metrics), round id, signer, entry hash",
+                                         "items": {"type": "object"}},
                              "header_hex": {"type": "string", "pattern": "^[0-9a-f]+$",
                                             "description": "canonical msgpack header; SHA-256 of it is the hash"}}},
     "BlockList": {"type": "object", "required": ["height", "start", "limit", "blocks"],
@@ -117,7 +120,9 @@ SCHEMAS: dict[str, Any] = {
                                             "properties": {"head_digest": HEX_STRING,
                                                            "served_model_id": HEX_STRING}},
                                  "site_images": {"type": ["integer", "null"]},
-                                 "rounds": {"type": "array", "items": {"type": "object"}}}},
+                                 "rounds": {"type": "array", "items": {"type": "object"}},
+                                 "chain": {"type": "object", "description": "what the best chain says: the "
+                                           "adopted head, and each round's block heights and verdict"}}},
     "FederatedHeadSummary": {
         "type": "object", "required": ["digest", "modality", "base_model_id", "served_model_id", "adopted_ms"],
         "properties": {"digest": HEX_STRING, "modality": {"enum": ["ct", "xray"]}, "base_model_id": HEX_STRING,

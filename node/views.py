@@ -65,6 +65,8 @@ def block_json(params: ChainParams, view: ChainView, block: Block, meta: BlockMe
         "size_bytes": len(block.encoded),
         "record_count": len(block.records),
         "record_ids": [r.record_id.hex() for r in block.records],
+        "entries": [{"kind": e.kind, "round_id": e.round_id.hex(), "member_id": e.member_id.hex(),
+                     "entry_hash": e.entry_hash.hex()} for e in block.entries],
         "header_hex": header.encoded.hex(),
     }
 
