@@ -8,9 +8,10 @@ Plan:
    the link; a member's certificate with a hello claiming another member ->
    the address is banned (identity-mismatch), neither member is.
 4. After a valid handshake: garbage frame, oversized frame, a block with bad
-   proof-of-work, a non-member's block, a block with a bad miner signature ->
+   proof-of-work, a non-member's block, a block with a bad miner signature, a
+   block whose governance entry names a round not on the chain (issue 15) ->
    each fake member is banned with that reason and disconnected.
-5. Both honest nodes mined their records (two blocks: with 8 members only
+5. Both honest nodes mined their records (two blocks: with 9 members only
    2 online, that is all the signer limit allows) and converge on one tip.
 """
 
@@ -21,12 +22,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from consensus.crypto import BLOCK_DOMAIN, sign
+from consensus.entries import GovernanceEntry
 from consensus.pow import is_pow_valid
 from consensus.types import Block
 from network.constants import MAX_FRAME_BYTES
 from network.messages import Announce, Blocks, GetBlocks
 from network.tls import build_node_tls
-from tests.support.builders import MemberKeys, make_member, mine_block
+from tests.support.builders import MemberKeys, make_member, make_metrics, make_round, mine_block
 from tests.support.network import FakePeer, TestNetwork, TestNode, connect_nodes, sync_blocks, wait_for_records, wait_until
 
 
@@ -45,6 +47,13 @@ def bad_signature_block(node: TestNode, member: MemberKeys) -> Block:
     return Block(block.header, sign(make_member("not the miner").key, BLOCK_DOMAIN, block.block_hash), block.records)
 
 
+def orphan_entry_block(node: TestNode, member: MemberKeys) -> Block:
+    """A block whose only entry is the sender's signed metrics for a round that is on no chain."""
+    nowhere = make_round(member, [member.member_id])
+    entry = GovernanceEntry.of(make_metrics(member, nowhere, 700_000, 700_000))
+    return mine_block(node.view.tip, member, [], difficulty=node.chain.params.difficulty, entries=(entry,))
+
+
 def non_member_block(node: TestNode, member: MemberKeys) -> Block:
     return mine_block(node.view.tip, make_member("outsider"), difficulty=node.chain.params.difficulty)
 
@@ -57,7 +66,7 @@ async def serve_block(fake: FakePeer, block: Block) -> None:
 
 
 async def test_misbehaving_peers_are_banned_and_honest_nodes_converge(tmp_path: Path) -> None:
-    rogues = [make_member(f"Rogue {i}") for i in range(6)]
+    rogues = [make_member(f"Rogue {i}") for i in range(7)]
     network = TestNetwork.create(tmp_path, 2, extra_members=[r.member for r in rogues])
     await network.start()
     honest, other = network.nodes
@@ -100,6 +109,7 @@ async def test_misbehaving_peers_are_banned_and_honest_nodes_converge(tmp_path: 
             ("invalid-block:bad-pow", lambda fake: serve_block(fake, bad_pow_block(honest, fake.member))),
             ("invalid-block:unknown-member", lambda fake: serve_block(fake, non_member_block(honest, fake.member))),
             ("mutated-block:bad-signature", lambda fake: serve_block(fake, bad_signature_block(honest, fake.member))),
+            ("invalid-block:orphan-entry", lambda fake: serve_block(fake, orphan_entry_block(honest, fake.member))),
         ]
         for number, (reason, misbehave) in enumerate(cases, start=1):
             fake = FakePeer(rogues[number], genesis, local_host=f"127.0.0.{10 + number}")
@@ -113,7 +123,7 @@ async def test_misbehaving_peers_are_banned_and_honest_nodes_converge(tmp_path: 
             assert bans.is_banned(host=f"127.0.0.{10 + number}")
             assert rogues[number].member_id not in honest.network.peers
 
-        # 5. the honest nodes were never banned and still converge. With 8 members (signer limit 5) two nodes
+        # 5. the honest nodes were never banned and still converge. With 9 members (signer limit 5) two nodes
         # online sign two blocks of any five, so the records of step 1 are all they can mine here.
         assert not bans.is_banned(member_id=other.identity.member_id, host="127.0.0.1")
         await wait_for_records(network.nodes, [r.record_id for r in records])
