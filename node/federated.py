@@ -96,7 +96,7 @@ class FederatedService:
         self.heads = heads
         self.plugin = plugin
         self.served: StoredHead | None = None  # the adopted head the plug-in serves (None: the built-in one)
-        self._serving = asyncio.Lock()  # adoptions are stored and served in the order they were decided
+        self._serving = asyncio.Lock()  # one reading of the chain (and serving of its head) at a time
         self.head = Head.create(model.card.head_weights.astype(np.float64), model.card.head_bias)
         self.builtin = self.head
         self.governance: ChainGovernance | None = None  # the best chain's rounds and adopted head, last read
@@ -338,6 +338,8 @@ class FederatedService:
                  None if state.head is None else state.head.digest()[:16], len(state.contributors), state.excluded)
         if state.head is None or state.base is None:
             return
+        if self.missing_head == state.head.digest():
+            self._chain_dirty.set()  # the chain adopted this aggregate before this node had computed it: serve it now
         result = make_round_result(state, self.identity.member_id)
         if result is not None:
             state.result = replace(result, signature=sign(self.identity.private_key, RESULT_DOMAIN,
