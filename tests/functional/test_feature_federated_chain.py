@@ -2,12 +2,13 @@
 
 Plan (one real node, mining off, a real store and the real X-ray model; the blocks are built
 and signed here with the three members' keys, as peers would send them):
-1. The node holds an aggregate head (as after aggregating a round: stored by digest) but
-   serves the built-in head: nothing on its chain adopts anything.
-2. Block 1 holds the round proposal; block 2 the round result (that aggregate's digest) and
-   all three sites' metrics (no drop). The chain now adopts the round: the node serves the
-   aggregate (the plug-in's served digest), and ``GET /api/v1/federated`` gives the heights
-   of the proposal (1), the result (2) and each site's metrics (2).
+1. Block 1 holds a round proposal; block 2 the round result (an aggregate's digest) and
+   all three sites' metrics (no drop). The chain adopts the round, but the node does not
+   hold that aggregate: it keeps serving the built-in head and reports ``missing_head``.
+2. The node gets the aggregate (stored by digest, as after aggregating the round itself)
+   and reads the chain again: it serves the aggregate (the plug-in's served digest), and
+   ``GET /api/v1/federated`` gives the heights of the proposal (1), the result (2) and each
+   site's metrics (2).
 3. A competing branch from block 1 (two blocks of records, more work) reorganises block 2
    away: the round is undecided on the new best chain, the node serves the built-in head
    again, and the result and the three metrics entries are back in its governance pool.
@@ -90,13 +91,8 @@ async def test_a_reorg_that_removes_the_result_reverts_the_served_head(tmp_path:
         federated = service(node)
         a, b, c = (n.member for n in network.nodes)
         builtin = federated.builtin
-        # 1. an aggregate this node holds (stored by digest), not adopted on its chain: not served
+        # 1. round, result and metrics on chain: adopted, but this node does not hold the head: not served
         aggregate = Head.create(builtin.weights * 0.5, builtin.bias + 0.25)
-        federated.heads.save(StoredHead("xray", federated.model.card.model_id, aggregate, "00" * 32,
-                                        int(time.time() * 1000)))
-        assert served_digest(node) is None and federated.head.digest() == builtin.digest()
-
-        # 2. round, result and metrics on chain: adopted and served
         digest = bytes.fromhex(aggregate.digest())
         proposal = signed_round(a, [a.member_id, b.member_id, c.member_id], federated.model_id,
                                 bytes.fromhex(builtin.digest()))
@@ -110,6 +106,13 @@ async def test_a_reorg_that_removes_the_result_reverts_the_served_head(tmp_path:
         block2 = mine_block(meta1, c, [], now - 9_000, difficulty, entries=entries2)
         result = await node.chain.add_blocks([block1, block2])
         assert result.error is None and len(result.accepted) == 2
+        await wait_until(lambda: federated.missing_head == aggregate.digest(), TIMEOUT_S, "the missing head")
+        assert served_digest(node) is None and federated.head.digest() == builtin.digest()
+
+        # 2. with the aggregate in its store, the node serves what the chain adopted
+        federated.heads.save(StoredHead("xray", federated.model.card.model_id, aggregate, proposal.round_id.hex(),
+                                        int(time.time() * 1000)))
+        await federated.sync_with_chain()
         await wait_until(lambda: served_digest(node) == aggregate.digest(), TIMEOUT_S, "the adopted head to be served")
         assert federated.head.digest() == aggregate.digest()
         on_chain = await get_chain_round(node, proposal.round_id)
