@@ -222,7 +222,9 @@ class BlockTree:
         self.best: list[bytes] = [genesis.block_hash]
         self.final: BlockMeta = genesis  # the last final block; never disconnected
         # The lock rule (consensus.locks): each member's blocks by height, its latest block, proven equivocations.
-        self.evidence_window = self.max_reorg_depth
+        # Under the signer limit a branch has L distinct miners within L blocks of any fork, so only two
+        # blocks at most L heights apart can count towards two conflicting final blocks.
+        self.evidence_window = self.needed_confirmers
         self.signed: dict[bytes, dict[int, list[BlockMeta]]] = {}
         self.latest_signed: dict[bytes, BlockMeta] = {}
         self.evidence: list[Evidence] = []
@@ -236,15 +238,15 @@ class BlockTree:
             raise TreeInconsistent("the best chain does not start at an indexed genesis")
         tree = cls(index[best[0]], max_reorg_depth, member_count)
         tree.index = index
-        for signed in sorted(index.values(), key=lambda m: (m.height, m.block_hash)):
-            if signed.height > 0:
-                tree._on_signed(signed)  # evidence is re-derived from the stored blocks
         tree.tips = set(index) - {meta.prev_hash for meta in index.values()}
         tree.best = list(best)
         for height, block_hash in enumerate(tree.best):
             meta = index.get(block_hash)
             if meta is None or meta.height != height or (height and meta.prev_hash != tree.best[height - 1]):
                 raise TreeInconsistent(f"best chain entry at height {height} is not an indexed block on the chain")
+        for signed in sorted(index.values(), key=lambda m: (m.height, m.block_hash)):
+            if signed.height > 0:
+                tree._on_signed(signed)  # locks and evidence are re-derived from the stored blocks
         tree._update_final()
         return tree
 
@@ -344,12 +346,16 @@ class BlockTree:
     def _on_signed(self, meta: BlockMeta) -> None:
         """Record an indexed block as its miner's: move the miner's lock, look for equivocation evidence.
 
-        Evidence pairs are looked for within ``evidence_window`` heights (the deep-fork depth): two
-        conflicting blocks further apart cannot both count towards conflicting finality windows.
+        Evidence pairs are looked for within ``evidence_window`` = ``signer_limit(N)`` heights: under the
+        signer limit a branch is final within L blocks of its fork, so two conflicting blocks further apart
+        cannot both count towards two conflicting final blocks.
         """
         by_height = self.signed.setdefault(meta.miner_id, {})
         for height in range(meta.height - self.evidence_window, meta.height + self.evidence_window + 1):
             for other in by_height.get(height, ()):
+                low, high = (other, meta) if other.height <= meta.height else (meta, other)
+                if self.is_in_ancestry(low.block_hash, high):
+                    continue  # one branch (the common case): no conflict, checked through the best chain
                 if is_equivocation(self.index, meta, other, self.needed_confirmers):
                     self.evidence.append(make_evidence(meta, other))
         by_height.setdefault(meta.height, []).append(meta)
