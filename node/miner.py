@@ -113,6 +113,7 @@ class Miner:
         lock = self.get_lock_decision(view, now_ms)
         if not lock.allowed:
             self.waiting_for_lock = view.tip_hash if pending else None
+            self.waiting_for_turn = None
             if pending and lock.release_at_ms is not None:
                 self._wake_in(max(0.0, (lock.release_at_ms - now_ms) / 1000))
             return False  # the next tip change (or the release timer) wakes us
