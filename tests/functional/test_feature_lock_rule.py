@@ -12,7 +12,13 @@ Plan:
    second signer (final), S mines its record on that branch, W's miner
    releases its lock (W lies below a final block). All three nodes end on the
    same final chain, W on none; no evidence, no equivocations in /status.
-4. Equivocation: an extra member signs two blocks on one parent. Fed to node
+4. The stuck-fork escape: the same race with the third member offline. The
+   switcher is locked to its sibling and the winner's miner may not sign
+   twice in a row: nobody may extend either sibling. Once the best tip is
+   ``LOCK_RELEASE_MS`` old the switcher's lock is released (``released-stuck``),
+   it mines on the winner, the winner is final on both nodes, and the release
+   is not evidence.
+5. Equivocation: an extra member signs two blocks on one parent. Fed to node
    0, both are stored; GET /api/v1/chain/evidence lists the pair with header
    bytes and signatures that verify against the member's key; /status counts
    one equivocation; node 1, which got both blocks by gossip, holds the same
@@ -24,9 +30,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import time
+
 import aiohttp
 
 from consensus.crypto import BLOCK_DOMAIN, is_signature_valid
+from consensus.locks import LOCK_RELEASE_MS, LOCK_RELEASED_STUCK
 from consensus.types import BlockHeader
 from harness.util import OWN_NODE_TLS
 from tests.support.builders import genesis_meta, make_member, make_record, mine_block
@@ -80,6 +89,33 @@ async def test_a_race_on_one_parent_ends_on_one_final_branch(tmp_path: Path) -> 
             assert not view.evidence
             assert (await get_json(node, "/api/v1/status"))["equivocations"] == 0
         assert switcher.miner.blocks_mined == 2  # its race block and the held record, on its own branch
+    finally:
+        await network.stop()
+
+
+async def test_a_stuck_race_is_released_after_the_lock_delay(tmp_path: Path) -> None:
+    network = TestNetwork.create(tmp_path, 3)
+    await network.start([0, 1])  # node 2 stays offline: exactly L = 2 members online
+    try:
+        racers = network.nodes[:2]
+        records = [await node.add_record() for node in racers]
+        for node, record in zip(racers, records, strict=True):
+            await wait_for_records([node], [record.record_id])
+        blocks = [node.tip_hash for node in racers]
+        winner = min(range(2), key=lambda i: blocks[i])
+        switcher, other = racers[1 - winner], racers[winner]
+        won = blocks[winner]
+        await connect_nodes(switcher, other)
+        await wait_until(lambda: switcher.tip_hash == won, 30, "the switcher to see the winning sibling")
+        held = [await node.add_record() for node in racers]
+        await wait_until(lambda: switcher.miner.waiting_for_lock == won, 30, "the switcher to wait on its lock")
+        release_at_s = (switcher.view.tip.timestamp_ms + LOCK_RELEASE_MS) / 1000
+        await wait_for_records(racers, [r.record_id for r in held], timeout=LOCK_RELEASE_MS / 1000 + 60)
+        assert time.time() >= release_at_s  # nobody could sign before the release
+        await sync_blocks(racers)
+        assert switcher.miner.lock_releases.get(LOCK_RELEASED_STUCK) == 1
+        for node in racers:
+            assert node.view.best[1] == won and node.view.final_height >= 1 and not node.view.evidence
     finally:
         await network.stop()
 
