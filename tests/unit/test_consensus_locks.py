@@ -9,6 +9,8 @@
 4. Simulation (hypothesis): lock-obeying members with random races and delivery delays below
    ``LOCK_RELEASE_MS / 2`` never leave two nodes with conflicting final blocks and never produce
    evidence; with the members online, the chain never stalls (every round after a quiet period grows it).
+5. With an even number of members (2L - N = 2), one member that ignores the lock and signs on any branch
+   still cannot make two nodes finalize siblings (docs/CONSENSUS.md, threat model); it leaves evidence.
 """
 
 from __future__ import annotations
@@ -134,6 +136,16 @@ class Node:
                     self.tree.apply_head_change(self.tree.on_block(waiting))
                     progress = True
 
+    def try_mine_anywhere(self, now_ms: int, tag: int, rng: random.Random) -> BlockMeta | None:
+        """An equivocator: any candidate tip the signer limit allows, lock or not."""
+        tree = self.tree
+        tips = [tree.index[h] for h in sorted(tree.tips)
+                if may_sign(self.member, tree.get_signer_window(tree.index[h]), tree.member_count)]
+        if not tips:
+            return None
+        parent = rng.choice(tips)
+        return child(parent, self.member, tag, timestamp_ms=max(now_ms, parent.timestamp_ms + 1))
+
     def try_mine(self, now_ms: int, tag: int) -> BlockMeta | None:
         tree, parent = self.tree, self.tree.tip
         if not may_sign(self.member, tree.get_signer_window(parent), tree.member_count):
@@ -201,3 +213,31 @@ def test_lock_obeying_members_never_split_and_never_stall(seed: int, members: in
         assert nodes[0].tree.height == height + 1, "the chain stalled"
         assert_finals_agree(nodes)
     assert nodes[0].tree.final.height > 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 10**9), st.sampled_from([2, 4]), st.integers(100, 3_000))
+def test_one_equivocator_cannot_split_an_even_consortium(seed: int, members: int, max_delay_ms: int) -> None:
+    rng = random.Random(seed)
+    nodes = [Node(MINERS[i], members) for i in range(members)]  # node 0 is the equivocator
+    inbox: list[tuple[int, int, int, BlockMeta]] = []
+    now, tag = 0, 0
+    for _ in range(80):
+        now += rng.choice([1, 5, 50, 500, 3_000])
+        while inbox and inbox[0][0] <= now:
+            _, _, target, meta = heapq.heappop(inbox)
+            nodes[target].receive(meta)
+        for origin in rng.sample(range(members), rng.randint(1, members)):
+            tag += 1
+            node = nodes[origin]
+            meta = node.try_mine_anywhere(now, tag, rng) if origin == 0 else node.try_mine(now, tag)
+            if meta is None:
+                continue
+            node.receive(meta)
+            for target in range(members):
+                if target != origin:
+                    tag += 1
+                    heapq.heappush(inbox, (now + rng.randint(0, max_delay_ms), tag, target, meta))
+        assert_finals_agree(nodes)
+        for node in nodes:
+            assert all(e.member_id == MINERS[0] for e in node.tree.evidence)  # only the equivocator is accused
