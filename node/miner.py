@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from consensus.builders import make_header_template, sign_block
 from consensus.blocktree import ChainView
-from consensus.locks import LockDecision, get_lock_decision
+from consensus.locks import LOCK_RELEASED_FINAL, LOCK_RELEASED_STUCK, LockDecision, get_lock_decision
 from consensus.pow import mine_header
 from consensus.signers import compute_turn_rank, signer_limit
 from consensus.types import MAX_BLOCK_BYTES, BlockHeader, DiagnosisRecord
@@ -143,7 +143,7 @@ class Miner:
             log.warning("mined block refused: %s", result.error or result.failure)
             return False
         self.blocks_mined += 1
-        if lock.reason.startswith("released"):
+        if lock.reason in (LOCK_RELEASED_FINAL, LOCK_RELEASED_STUCK):
             self.lock_releases[lock.reason] = self.lock_releases.get(lock.reason, 0) + 1
             log.info("lock released (%s): signed %s", lock.reason, block.block_hash.hex()[:16])
         return True
