@@ -21,8 +21,8 @@ Plan:
 5. Equivocation: an extra member signs two blocks on one parent. Fed to node
    0, both are stored; GET /api/v1/chain/evidence lists the pair with header
    bytes and signatures that verify against the member's key; /status counts
-   one equivocation; node 1, which got both blocks by gossip, holds the same
-   evidence; after a restart node 0 re-derives it from its stored blocks.
+   one equivocation; node 1, given the same blocks, holds the same evidence;
+   after a restart node 0 re-derives it from its stored blocks.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ async def test_a_race_on_one_parent_ends_on_one_final_branch(tmp_path: Path) -> 
             assert view.best[: view.final_height + 1] == nodes[0].view.best[: view.final_height + 1]
             assert not view.evidence
             assert (await get_json(node, "/api/v1/status"))["equivocations"] == 0
-        assert switcher.miner.blocks_mined == 2  # its race block and the held record, on its own branch
+        assert not switcher.miner.lock_releases  # it never had to leave its own branch
     finally:
         await network.stop()
 
@@ -132,10 +132,10 @@ async def test_an_equivocating_member_is_shown_as_evidence(tmp_path: Path) -> No
         parent = genesis_meta(genesis.block)
         pair = [mine_block(parent, equivocator, [make_record(equivocator)], difficulty=genesis.params.difficulty)
                 for _ in range(2)]
-        for block in pair:
-            result = await first.chain.add_blocks([block], source="test")
-            assert result.failure is None, result.error
-        await wait_until(lambda: all(second.view.has_block(b.block_hash) for b in pair), 30, "gossip of both blocks")
+        for node in network.nodes:  # (a sibling that does not become best is not announced: feed both nodes)
+            for block in pair:
+                result = await node.chain.add_blocks([block], source="test")
+                assert result.failure in (None, "duplicate"), result.error
 
         hashes = {block.block_hash.hex() for block in pair}
         for node in network.nodes:
