@@ -27,10 +27,11 @@ of a parent through :meth:`BlockTree.get_recent_miners`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from consensus.forkchoice import ForkDecision, ForkSide, on_candidate_tip
+from consensus.locks import Evidence, compute_signed_order_key, is_equivocation, make_evidence
 from consensus.signers import signer_limit
 from consensus.validation import MEDIAN_TIME_SPAN, BlockMeta, compute_median_time_past
 
@@ -82,6 +83,8 @@ class ChainView:
     pending_count: int = 0
     final_height: int = 0  # height of the last final block (genesis is final)
     member_count: int = 1
+    latest_signed: Mapping[bytes, BlockMeta] = field(default_factory=lambda: MappingProxyType({}))  # locks
+    evidence: tuple[Evidence, ...] = ()  # equivocations proven by the indexed blocks, in the order found
 
     @property
     def tip(self) -> BlockMeta:
@@ -118,6 +121,11 @@ class ChainView:
     def needed_confirmers(self) -> int:
         """Distinct members that make a block final: ``signer_limit(N)``."""
         return signer_limit(self.member_count)
+
+    @property
+    def final(self) -> BlockMeta:
+        """The last final block."""
+        return self.metas[self.best[self.final_height]]
 
     def is_final(self, meta: BlockMeta) -> bool:
         return meta.height <= self.final_height and self.is_on_best_chain(meta.block_hash)
@@ -213,6 +221,13 @@ class BlockTree:
         self.tips: set[bytes] = {genesis.block_hash}  # valid blocks without children, still in the running
         self.best: list[bytes] = [genesis.block_hash]
         self.final: BlockMeta = genesis  # the last final block; never disconnected
+        # The lock rule (consensus.locks): each member's blocks by height, its latest block, proven equivocations.
+        # Under the signer limit a branch has L distinct miners within L blocks of any fork, so only two
+        # blocks at most L heights apart can count towards two conflicting final blocks.
+        self.evidence_window = self.needed_confirmers
+        self.signed: dict[bytes, dict[int, list[BlockMeta]]] = {}
+        self.latest_signed: dict[bytes, BlockMeta] = {}
+        self.evidence: list[Evidence] = []
 
     @classmethod
     def from_index(cls, metas: Iterable[BlockMeta], best: Sequence[bytes], max_reorg_depth: int,
@@ -229,6 +244,9 @@ class BlockTree:
             meta = index.get(block_hash)
             if meta is None or meta.height != height or (height and meta.prev_hash != tree.best[height - 1]):
                 raise TreeInconsistent(f"best chain entry at height {height} is not an indexed block on the chain")
+        for signed in sorted(index.values(), key=lambda m: (m.height, m.block_hash)):
+            if signed.height > 0:
+                tree._on_signed(signed)  # locks and evidence are re-derived from the stored blocks
         tree._update_final()
         return tree
 
@@ -289,7 +307,7 @@ class BlockTree:
     def get_view(self, pending_count: int = 0) -> ChainView:
         """A frozen copy of the best chain and the index, for readers on other threads."""
         return ChainView(tuple(self.best), MappingProxyType(dict(self.index)), pending_count, self.final.height,
-                         self.member_count)
+                         self.member_count, MappingProxyType(dict(self.latest_signed)), tuple(self.evidence))
 
     # ------------------------------------------------------------------ events
     def on_block(self, meta: BlockMeta) -> HeadChange:
@@ -303,6 +321,7 @@ class BlockTree:
         if meta.block_hash in self.index:
             raise TreeInconsistent(f"block {meta.block_hash.hex()} is already indexed")
         self.index[meta.block_hash] = meta
+        self._on_signed(meta)
         self.tips.discard(meta.prev_hash)
         self.tips.add(meta.block_hash)
         old_tip = self.tip
@@ -323,6 +342,26 @@ class BlockTree:
         self.best.extend(meta.block_hash for meta in change.connect)
         if change.connect:
             self._update_final()
+
+    def _on_signed(self, meta: BlockMeta) -> None:
+        """Record an indexed block as its miner's: move the miner's lock, look for equivocation evidence.
+
+        Evidence pairs are looked for within ``evidence_window`` = ``signer_limit(N)`` heights: under the
+        signer limit a branch is final within L blocks of its fork, so two conflicting blocks further apart
+        cannot both count towards two conflicting final blocks.
+        """
+        by_height = self.signed.setdefault(meta.miner_id, {})
+        for height in range(meta.height - self.evidence_window, meta.height + self.evidence_window + 1):
+            for other in by_height.get(height, ()):
+                low, high = (other, meta) if other.height <= meta.height else (meta, other)
+                if self.is_in_ancestry(low.block_hash, high):
+                    continue  # one branch (the common case): no conflict, checked through the best chain
+                if is_equivocation(self.index, meta, other, self.needed_confirmers):
+                    self.evidence.append(make_evidence(meta, other))
+        by_height.setdefault(meta.height, []).append(meta)
+        latest = self.latest_signed.get(meta.miner_id)
+        if latest is None or compute_signed_order_key(meta) > compute_signed_order_key(latest):
+            self.latest_signed[meta.miner_id] = meta
 
     def _update_final(self) -> None:
         """Move the last final block up the best chain: the highest block whose descendants-or-itself

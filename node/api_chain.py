@@ -56,6 +56,7 @@ async def get_status(request: web.Request) -> web.Response:
         "difficulty": chain.params.difficulty,
         "peer_count": len(peers),
         "pending_records": view.pending_count,
+        "equivocations": len(view.evidence),
         "members": [{"member_id": m.member_id.hex(), "name": m.name} for m in chain.params.members],
         "diagnostics": plugin.info() if plugin is not None else None,
         "version": VERSION,
@@ -140,6 +141,28 @@ async def get_peers(request: web.Request) -> web.Response:
     return json_reply({"count": len(peers), "peers": peers, "bootstrap": list(config.peers)})
 
 
+async def get_chain_evidence(request: web.Request) -> web.Response:
+    """Equivocation evidence (``consensus.locks``): pairs of conflicting blocks signed by one member.
+
+    Each block comes with its header bytes and its signature, so anyone holding
+    the genesis member list can check that the member signed both.
+    """
+    chain = request.app[CHAIN]
+    view = chain.view
+    names = {member.member_id: member.name for member in chain.params.members}
+    hashes = [meta.block_hash for item in view.evidence for meta in (item.first, item.second)]
+    blocks = {block.block_hash: block for block in await chain.get_blocks(hashes)}
+    items = []
+    for item in view.evidence:
+        pair = []
+        for meta in (item.first, item.second):
+            block = blocks[meta.block_hash]
+            pair.append({"hash": meta.block_hash.hex(), "height": meta.height, "prev_hash": meta.prev_hash.hex(),
+                         "timestamp_ms": meta.timestamp_ms, "on_best_chain": view.is_on_best_chain(meta.block_hash),
+                         "header_hex": block.header.encoded.hex(), "signature": block.signature.hex()})
+        items.append({"member_id": item.member_id.hex(), "member_name": names.get(item.member_id), "blocks": pair})
+    return json_reply({"count": len(items), "evidence": items})
+
 
 def setup_chain_routes(app: web.Application) -> None:
     app[CHAIN_VERIFY_TASK] = {}
@@ -149,4 +172,5 @@ def setup_chain_routes(app: web.Application) -> None:
     app.router.add_get(f"{API_PREFIX}/records/{{record_id}}", get_record)
     app.router.add_get(f"{API_PREFIX}/records/{{record_id}}/verify", get_record_verification)
     app.router.add_get(f"{API_PREFIX}/chain/verify", get_chain_verification)
+    app.router.add_get(f"{API_PREFIX}/chain/evidence", get_chain_evidence)
     app.router.add_get(f"{API_PREFIX}/peers", get_peers)

@@ -52,7 +52,8 @@ async def chain_context(app: web.Application) -> AsyncIterator[None]:
     chain.listeners.append(metrics.on_blocks)
     chain.rejection_listeners.append(metrics.on_rejected)
     chain.record_listeners.append(metrics.on_pending)
-    metrics.set_sources(height=lambda: chain.view.height, pending=lambda: chain.view.pending_count)
+    metrics.set_sources(height=lambda: chain.view.height, pending=lambda: chain.view.pending_count,
+                        equivocations=lambda: len(chain.view.evidence))
     view = chain.view
     log.info("chain opened: height=%d tip=%s pending=%d", view.height, view.tip_hash.hex()[:16], view.pending_count)
     yield

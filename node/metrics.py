@@ -32,6 +32,9 @@ class NodeMetrics:
                              registry=registry)
         self.records_relayed_in = Counter("lungledger_relayed_records_admitted",
                                           "Peers' relayed records admitted to the pending pool", registry=registry)
+        self.equivocations = Gauge("lungledger_equivocations",
+                                   "Equivocation evidence held: conflicting blocks signed by one member (/chain/evidence)",
+                                   registry=registry)
         self.blocks_accepted = Counter("lungledger_blocks_accepted", "Blocks validated and stored", registry=registry)
         self.blocks_rejected = Counter("lungledger_blocks_rejected", "Blocks refused, by reason code", ["reason"], registry=registry)
         self.peer_bans = Counter("lungledger_peer_bans", "Peers banned, by reason", ["reason"], registry=registry)
@@ -69,10 +72,13 @@ class NodeMetrics:
     def on_ban(self, reason: str) -> None:
         self.peer_bans.labels(reason=reason).inc()
 
-    def set_sources(self, height: Callable[[], float], pending: Callable[[], float], peers: Callable[[], float] | None = None) -> None:
+    def set_sources(self, height: Callable[[], float], pending: Callable[[], float], peers: Callable[[], float] | None = None,
+                    equivocations: Callable[[], float] | None = None) -> None:
         """Gauges read at scrape time."""
         self.height.set_function(height)
         self.pending.set_function(pending)
+        if equivocations is not None:
+            self.equivocations.set_function(equivocations)
         if peers is not None:
             self.peers.set_function(peers)
 

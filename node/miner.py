@@ -9,7 +9,10 @@ pending records are due is ``node.carry``'s: the member in turn for the next
 height (``consensus.signers.compute_turn_rank``) mines at once, the others
 only after records have waited their rank, so that two members seldom mine on
 the same parent at once (each such race can leave two groups of nodes with
-different final blocks: docs/CONSENSUS.md, threat model). Pending governance
+different final blocks: docs/CONSENSUS.md, threat model). The lock rule
+(``consensus.locks``) keeps it off any branch that conflicts with the latest
+block this member signed, until the lock is released (a final branch elsewhere,
+or a best chain stuck for ``LOCK_RELEASE_MS``: a timer wakes it then). Pending governance
 entries (``node.governance_pool``) that a block on the tip may hold ride along;
 on their own they are due for the member in turn at once and for one ``rank``
 places behind after ``rank × CARRY_DELAY_S`` on that tip.
@@ -24,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from consensus.builders import make_header_template, sign_block
 from consensus.blocktree import ChainView
+from consensus.locks import LOCK_RELEASED_FINAL, LOCK_RELEASED_STUCK, LockDecision, get_lock_decision
 from consensus.pow import mine_header
 from consensus.signers import compute_turn_rank, signer_limit
 from consensus.types import MAX_BLOCK_BYTES, BlockHeader, DiagnosisRecord
@@ -59,6 +63,8 @@ class Miner:
         self.abandoned = 0
         self.mining_on: bytes | None = None  # parent hash of the block being mined, for status and tests
         self.waiting_for_turn: bytes | None = None  # tip this member may not sign after (signer limit)
+        self.waiting_for_lock: bytes | None = None  # tip whose branch conflicts with this member's lock
+        self.lock_releases: dict[str, int] = {}  # released-final / released-stuck: blocks signed after a release
         self.carry = CarrySchedule()
         self.wake_timer: asyncio.TimerHandle | None = None
 
@@ -99,9 +105,23 @@ class Miner:
         recent = view.get_recent_miners(view.tip, signer_limit(len(members)) - 1)
         return compute_turn_rank(self.identity.member_id, recent, members, view.height + 1)
 
+    def get_lock_decision(self, view: ChainView, now_ms: int) -> LockDecision:
+        """May this member sign on ``view``'s tip under the lock rule (``consensus.locks``)?"""
+        lock = view.latest_signed.get(self.identity.member_id)
+        return get_lock_decision(view.metas, lock, view.tip, view.final, now_ms)
+
     async def _mine_once(self) -> bool:
         """Mine one block from due pending records; False when none is due or we may not sign."""
         view, pending, entries = await self.chain.get_mining_batch(MAX_RECORDS_PER_BLOCK, MAX_ENTRIES_PER_BLOCK)
+        now_ms = self.chain.clock_ms()
+        lock = self.get_lock_decision(view, now_ms)
+        if not lock.allowed:
+            self.waiting_for_lock = view.tip_hash if pending or entries else None
+            self.waiting_for_turn = None
+            if (pending or entries) and lock.release_at_ms is not None:
+                self._wake_in(max(0.0, (lock.release_at_ms - now_ms) / 1000))
+            return False  # the next tip change (or the release timer) wakes us
+        self.waiting_for_lock = None
         rank = self.get_turn_rank(view)
         if rank is None:
             self.waiting_for_turn = view.tip_hash if pending or entries else None
@@ -119,7 +139,8 @@ class Miner:
         if not records and not entries:
             return False
         parent = view.tip
-        timestamp = max(self.chain.clock_ms(), view.get_median_time_past(parent) + 1)
+        # Never before now_ms: a block signed after a lock release must show the release (consensus.locks).
+        timestamp = max(self.chain.clock_ms(), now_ms, view.get_median_time_past(parent) + 1)
         header = make_header_template(parent, records, timestamp, self.chain.params.difficulty, self.identity.member_id,
                                       entries)
         solved = await self._solve(header, parent.block_hash)
@@ -132,6 +153,9 @@ class Miner:
             log.warning("mined block refused: %s", result.error or result.failure)
             return False
         self.blocks_mined += 1
+        if lock.reason in (LOCK_RELEASED_FINAL, LOCK_RELEASED_STUCK):
+            self.lock_releases[lock.reason] = self.lock_releases.get(lock.reason, 0) + 1
+            log.info("lock released (%s): signed %s", lock.reason, block.block_hash.hex()[:16])
         return True
 
     async def _solve(self, header: BlockHeader, parent_hash: bytes) -> BlockHeader | None:

@@ -71,6 +71,7 @@ async def test_metrics_and_sync_progress(tmp_path: Path, caplog: pytest.LogCaptu
         samples = await scrape(joiner.port)
         assert samples["lungledger_blocks_mined_total"] >= 1
         assert samples["lungledger_pending_records"] == 0
+        assert samples["lungledger_equivocations"] == 0
 
         fake = FakePeer(rogue, network.genesis, local_host="127.0.0.7")
         await fake.open(source)

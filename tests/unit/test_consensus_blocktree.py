@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.blocktree import BlockTree, HeadChange, TreeInconsistent
+from consensus.locks import get_lock_decision
 from consensus.signers import may_sign, signer_limit
 from consensus.validation import BlockMeta
 
@@ -182,10 +183,29 @@ def test_tie_rule_alone_is_not_transitive() -> None:
     assert deliver(blocks, 3, members=4)[0].tip == deliver(shuffled, 3, members=4)[0].tip
 
 
-def test_honest_race_can_finalize_either_sibling() -> None:
-    """The known limit of majority finality (docs/CONSENSUS.md, threat model): with 3 members, A's X and B's Y
-    race on one parent; C extends X, A (having switched to Y) extends Y. Each pair is a majority, so whichever
-    pair arrives first is final and the other branch is never taken: order decides, a final block stays."""
+def test_honest_race_no_longer_finalizes_either_sibling() -> None:
+    """With 3 members, A's X and B's Y race on one parent and C extends X. Honest A is locked to X
+    (consensus.locks): it does not sign on Y's branch while the race is open, so Y's branch never gets a
+    second signer and every arrival order ends with X final (docs/CONSENSUS.md, threat model)."""
+    a, b, c = MINERS[:3]
+    x = BlockMeta(b"\x0a" * 32, GENESIS.block_hash, 1, 2, 1, a)
+    y = BlockMeta(b"\x0b" * 32, GENESIS.block_hash, 1, 2, 1, b)
+    z = BlockMeta(b"\x0c" * 32, x.block_hash, 2, 3, 2, c)
+    seen_y = BlockTree(GENESIS, 3, 3)
+    for meta in (x, y):
+        seen_y.apply_head_change(seen_y.on_block(meta))
+    assert seen_y.tip == x  # the lower hash: A's own X. Were Y the tip, A still could not sign on it:
+    assert not get_lock_decision(seen_y.index, seen_y.latest_signed[a], y, seen_y.final, y.timestamp_ms + 1).allowed
+    for order in ([x, z, y], [y, x, z], [x, y, z]):
+        tree, _ = deliver(order, 3)
+        assert tree.final == x and tree.tip == z and not tree.evidence
+
+
+def test_equivocator_and_race_can_finalize_either_sibling() -> None:
+    """The remaining bound (docs/CONSENSUS.md, threat model): with 3 members, A's X and B's Y race on one
+    parent; C extends X, and A *deliberately* breaks its lock and extends Y. Each pair is a majority, so
+    whichever pair arrives first is final and the other branch is never taken: order decides, a final block
+    stays. Every node that holds both of A's blocks holds the evidence against A."""
     a, b, c = MINERS[:3]
     x = BlockMeta(b"\x0a" * 32, GENESIS.block_hash, 1, 2, 1, a)
     y = BlockMeta(b"\x0b" * 32, GENESIS.block_hash, 1, 2, 1, b)
@@ -195,6 +215,8 @@ def test_honest_race_can_finalize_either_sibling() -> None:
     assert first.final == x and first.tip == z and changes[-1].refused_final
     second, _ = deliver([y, w, x, z], 3)
     assert second.final == y and second.tip == w
+    for tree in (first, second):
+        assert [(e.member_id, {e.first, e.second}) for e in tree.evidence] == [(a, {x, w})]
 
 
 @settings(max_examples=150, deadline=None)

@@ -79,7 +79,8 @@ def build_tree(seed: int, size: int) -> list[Block]:
     """A random tree of valid blocks rooted at genesis, with forks.
 
     Each block is by a member the signer limit allows (3 members: never twice in a row) that never signed on
-    a conflicting branch (majority finality assumes it; ``test_honest_race_can_finalize_either_sibling``).
+    a conflicting branch (majority finality assumes it: ``test_equivocator_and_race_can_finalize_either_sibling``;
+    honest members obey the lock rule, ``consensus.locks``).
     """
     rng = random.Random(seed)
     metas = [GENESIS_META]
