@@ -7,8 +7,8 @@ reviewer can see at a glance what a peer may make this node do.
 from __future__ import annotations
 
 # --- protocol -------------------------------------------------------------
-PROTOCOL_VERSION = 2  # 2: auth signature covers the TLS certificates
-MIN_PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 2: auth signature covers the TLS certificates; 3: hello says whether the node mines
+MIN_PROTOCOL_VERSION = 3
 P2P_PATH = "/p2p"
 USER_AGENT = "lungledger/0.1"
 MAX_USER_AGENT_CHARS = 64

@@ -60,7 +60,11 @@ async def chain_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def miner_context(app: web.Application) -> AsyncIterator[None]:
-    miner = Miner(app[CHAIN], app[IDENTITY])
+    def get_non_mining() -> frozenset[bytes]:
+        network = app.get(NETWORK)
+        return frozenset() if network is None else network.get_non_mining_members()
+
+    miner = Miner(app[CHAIN], app[IDENTITY], get_non_mining)
     app[MINER] = miner
 
     async def wake_on_tip_change(results: Sequence[AddResult], source: Any) -> None:

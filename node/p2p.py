@@ -135,7 +135,7 @@ def load_bans(network: PeerNetwork, path: Path) -> None:
 async def p2p_context(app: web.Application) -> AsyncIterator[None]:
     config, identity = app[CONFIG], app[IDENTITY]
     settings = NetworkSettings(config.host, config.port, tuple(config.peers), config.max_peers, config.outbound_peers,
-                               app[TLS])
+                               app[TLS], mines=config.mine)
     backend = ChainServiceBackend(app[CHAIN], app[GENESIS].chain_id)
     network = PeerNetwork(backend, identity.private_key, identity.member_id, settings)
     app[NETWORK] = network
