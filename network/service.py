@@ -90,7 +90,7 @@ class PeerNetwork:
         self.admission = HandshakeAdmission(self.bans, self.book.get_member_hosts)
         self.sync = BlockSync(backend, self.get_peers, self.punish, clock)
         self.gossip = Gossip(backend, self.get_peers)
-        self.relay = RecordRelay(backend, self.get_peers)
+        self.relay = RecordRelay(backend, self.get_peers, clock)
         self.frames_sent_closed = 0
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: aiohttp.ClientSession | None = None

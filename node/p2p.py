@@ -90,7 +90,7 @@ class ChainServiceBackend:
 
     async def add_records(self, records: Sequence[DiagnosisRecord], source: Any) -> RecordsResult:
         result = await self.chain.add_peer_records(records, source)
-        return RecordsResult(result.accepted, result.ignored, result.refused, result.error)
+        return RecordsResult(result.accepted, result.ignored, result.refused, result.error, result.refused_by)
 
     async def get_pending_records(self, limit: int) -> list[DiagnosisRecord]:
         return await self.chain.get_pending(limit)

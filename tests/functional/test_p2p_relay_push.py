@@ -19,6 +19,10 @@ Plan:
    its own valid block: taken. The other fake pushes its own block with bad
    proof-of-work: banned ``invalid-block:bad-pow``, exactly as for a
    requested block.
+6. (A fourth network: one relay-only node and two fake members.) One fake
+   member floods records in its own name, past its share of the pending pool
+   (1/3 with three members): the rest are refused ``pending-share-full``, it
+   is not banned, and the other fake member's records still enter.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from pathlib import Path
 from consensus.crypto import BLOCK_DOMAIN, sign
 from consensus.pow import is_pow_valid
 from consensus.types import Block
-from network.messages import Blocks, Ping, Pong
-from tests.support.builders import MemberKeys, make_member, mine_block
+from network.constants import MAX_RECORDS_PER_MESSAGE
+from network.messages import Blocks, Ping, Pong, Records
+from node.pending import MAX_PENDING_RECORDS, compute_share
+from tests.support.builders import MemberKeys, make_member, make_record, mine_block
 from tests.support.network import FakePeer, TestNetwork, TestNode, connect_all, sync_blocks, wait_for_records, wait_until
 
 TIMEOUT_S = 60.0  # generous: two shared cores
@@ -158,5 +164,34 @@ async def test_pushed_blocks_only_from_their_miner_and_invalid_ones_still_ban(tm
         ban = node.network.bans.get_ban(member_id=rogues[1].member_id)
         assert ban is not None and ban.reason == "invalid-block:bad-pow"
         assert not node.view.has_block(bad.block_hash)
+    finally:
+        await network.stop()
+
+
+async def test_a_flooding_member_fills_only_its_share_of_the_pool(tmp_path: Path) -> None:
+    rogues = [make_member(f"Rogue {i}") for i in range(2)]
+    network = TestNetwork.create(tmp_path, 1, extra_members=[r.member for r in rogues])
+    network.configure(0, mine=False)  # the pool only fills: nothing leaves it in a block
+    await network.start()
+    node = network.nodes[0]
+    share = compute_share(MAX_PENDING_RECORDS, 3)
+    try:
+        flooder = await open_fake(node, network, rogues[0], "127.0.0.2")
+        flood = [make_record(rogues[0]).encoded for _ in range(share + 150)]
+        for start in range(0, len(flood), MAX_RECORDS_PER_MESSAGE):
+            await flooder.send(Records(tuple(flood[start:start + MAX_RECORDS_PER_MESSAGE])))
+        await round_trip(flooder, 1)
+        relay = node.network.relay
+        assert relay.records_refused == {"pending-share-full": 150}
+        assert node.view.pending_count == share
+        assert not node.network.bans.is_banned(member_id=rogues[0].member_id)
+        assert rogues[0].member_id in node.network.peers
+
+        other = await open_fake(node, network, rogues[1], "127.0.0.3")
+        await other.send(Records(tuple(make_record(rogues[1]).encoded for _ in range(10))))
+        await round_trip(other, 2)
+        await wait_until(lambda: node.view.pending_count == share + 10, TIMEOUT_S, "the other member's records")
+        await flooder.close()
+        await other.close()
     finally:
         await network.stop()
