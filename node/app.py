@@ -68,6 +68,7 @@ async def miner_context(app: web.Application) -> AsyncIterator[None]:
     app[MINER] = miner
 
     async def wake_on_tip_change(results: Sequence[AddResult], source: Any) -> None:
+        miner.on_blocks([(r.meta.miner_id, r.meta.timestamp_ms) for r in results])
         # Any new tip: re-mined records after a reorg, or (signer limit) our turn to sign again.
         if any(r.tip_changed for r in results):
             miner.wake()

@@ -12,7 +12,12 @@ order of a record at the next height (``get_carry_rank``):
    relay hop later), so it mines it at once. A creator that sees another
    eligible creator's record pending here (two hospitals uploading at once)
    gives up that place and waits in the line like everyone else, so two
-   creators seldom race on one parent;
+   creators seldom race on one parent. Nobody goes first unless blocks of
+   at least ``signer_limit(N) - 1`` other members arrived here within
+   ``LIVE_WINDOW_S`` (``CarrySchedule.count_live_signers``): a group that may
+   be a minority (a partition, most members down, or simply a quiet chain)
+   can add only a few blocks before the signer limit stalls it, so there
+   its records wait in the line and batch into fewer blocks;
 2. **the in-turn line** (Clique's in-turn / out-of-turn signers, EIP-225):
    the member at ``height mod N`` in genesis order first, then the others in
    genesis order, skipping members the signer limit excludes and members
@@ -38,6 +43,7 @@ from consensus.types import DiagnosisRecord
 
 CARRY_DELAY_S = 0.1  # per rank: more than a block takes to be mined and reach the others on a LAN
 MAX_TRACKED_ARRIVALS = 50_000
+LIVE_WINDOW_S = 5.0  # a member whose block arrived this recently counts as signing (creator-first needs a majority)
 
 
 def get_turn_line(recent_miners: Sequence[bytes], member_ids: Sequence[bytes], height: int,
@@ -71,6 +77,16 @@ class CarrySchedule:
         self.arrivals: OrderedDict[bytes, float] = OrderedDict()
         self.tip_hash: bytes | None = None
         self.tip_seen = 0.0
+        self.signed_at: dict[bytes, float] = {}  # member id -> when a block it mined last arrived here
+
+    def on_block(self, miner_id: bytes) -> None:
+        """A block mined by ``miner_id`` was stored here (ours or a peer's): that member is signing."""
+        self.signed_at[miner_id] = self.clock()
+
+    def count_live_signers(self, exclude: bytes) -> int:
+        """Members other than ``exclude`` whose blocks arrived within LIVE_WINDOW_S."""
+        since = self.clock() - LIVE_WINDOW_S
+        return sum(1 for member, at in self.signed_at.items() if member != exclude and at >= since)
 
     def on_arrival(self, records: Sequence[DiagnosisRecord], source: object) -> None:
         """Records newly pending here, ours (``source`` None) or relayed: their wait starts now."""

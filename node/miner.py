@@ -26,7 +26,7 @@ from consensus.pow import mine_header
 from consensus.signers import signer_limit
 from consensus.types import MAX_BLOCK_BYTES, BlockHeader, DiagnosisRecord
 from network.gossip import OWN_BLOCK_SOURCE
-from node.carry import CarrySchedule, get_carry_rank, get_turn_line
+from node.carry import LIVE_WINDOW_S, CarrySchedule, get_carry_rank, get_turn_line
 from node.chain import ChainService
 from node.identity import NodeIdentity
 
@@ -65,6 +65,14 @@ class Miner:
 
     def wake(self) -> None:
         self.wakeup.set()
+
+    def on_blocks(self, blocks: Sequence[tuple[bytes, int]]) -> None:
+        """Blocks stored here, ``(miner id, timestamp ms)``, ours or peers': the miners of recent ones are
+        signing (``node.carry``); old blocks (a sync of history) say nothing about who is online now."""
+        since_ms = self.chain.clock_ms() - int(LIVE_WINDOW_S * 1000)
+        for miner_id, timestamp_ms in blocks:
+            if timestamp_ms >= since_ms:
+                self.carry.on_block(miner_id)
 
     def on_pending(self, records: Sequence[DiagnosisRecord], source: object) -> None:
         """Records newly pending (ours, or relayed by a peer: their arrival starts their carry delay)."""
@@ -117,11 +125,13 @@ class Miner:
             return False  # the signer limit: the next tip change wakes us
         self.waiting_for_turn = None
         # Creator first, unless another eligible creator's record is pending here too (two uploading at
-        # once): then our own records wait in the line as well, so the two creators do not race.
+        # once): then our own records wait in the line as well, so the two creators do not race. Nobody
+        # goes first without recent blocks of a majority (node.carry: a minority must batch).
+        majority = 1 + self.carry.count_live_signers(me) >= signer_limit(len(self.chain.params.members))
         rival = any(r.member_id != me and r.member_id in line for r in pending)
 
         def rank_of(record: DiagnosisRecord) -> int:
-            creator_first = record.member_id != me or not rival
+            creator_first = majority and (record.member_id != me or not rival)
             rank = get_carry_rank(me, record.member_id, line, creator_first)
             return 0 if rank is None else rank  # never None: ``me`` is in the line
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from consensus.blocktree import BlockTree
 from consensus.builders import compute_block_meta
 from consensus.signers import compute_turn_rank
-from node.carry import CARRY_DELAY_S, CarrySchedule, get_carry_rank, get_turn_line
+from node.carry import CARRY_DELAY_S, LIVE_WINDOW_S, CarrySchedule, get_carry_rank, get_turn_line
 from tests.support.builders import make_chain, make_member, make_record, mine_block
 
 A, B, C, D = (make_member(name, seed) for seed, name in enumerate("ABCD", start=41))
@@ -83,3 +83,16 @@ def test_the_creator_mines_its_record_first_when_it_may_sign() -> None:
     # A creator that gives up its first place (another creator uploads too) waits in the line.
     line = get_turn_line([], IDS, 1)
     assert get_carry_rank(A.member_id, A.member_id, line, creator_first=False) == 3
+
+
+def test_live_signers_are_the_members_whose_blocks_arrived_lately() -> None:
+    now = [10.0]
+    schedule = CarrySchedule(clock=lambda: now[0])
+    schedule.on_block(A.member_id)
+    schedule.on_block(B.member_id)
+    assert schedule.count_live_signers(exclude=A.member_id) == 1
+    now[0] += LIVE_WINDOW_S / 2
+    schedule.on_block(C.member_id)
+    assert schedule.count_live_signers(exclude=D.member_id) == 3
+    now[0] += LIVE_WINDOW_S * 0.75  # A's and B's blocks are now too old to say they are still signing
+    assert schedule.count_live_signers(exclude=D.member_id) == 1
