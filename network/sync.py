@@ -198,6 +198,7 @@ class BlockSync:
             return  # unrequested, or a late reply to a request we gave to someone else
         else:
             self.pushed_blocks_received += 1
+            peer.best_height = max(peer.best_height, block.height)  # its new tip, as an announcement says
         peer.mark_known(block_hash)
         if self.backend.has_block(block_hash) or block_hash in self.received:
             return

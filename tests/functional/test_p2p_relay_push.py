@@ -79,6 +79,7 @@ async def test_lone_uploader_mines_first_and_relay_only_members_are_skipped(tmp_
         await sync_blocks(network.nodes, TIMEOUT_S)
         assert creator.network.gossip.blocks_pushed >= 2
         assert relay_only.network.sync.pushed_blocks_received >= 3
+        assert relay_only.network.peers[ids[1]].best_height >= 1  # a pushed block tells its sender's height
 
         # 3. the relay-only member's records are carried by the two that mine
         carried = [await relay_only.add_record() for _ in range(4)]
