@@ -7,10 +7,11 @@ in the same run (so they share the machine's load):
 
 - ``one node``: a single-member chain; the node mines its own record (baseline);
 - ``3 nodes, uploader mines``: full mesh, only node 0 uploads, all three mine
-  (node 0's record is also relayed, so nodes 1 and 2 race to carry it);
+  (node 0 mines its record at once when the signer limit lets it; after its
+  own block the member in turn carries the relayed copy: ``node/carry.py``);
 - ``3 nodes, uploader cannot mine``: the same with node 0's miner off
-  (``mine: false``): every record must be relayed and mined by node 1 or 2 —
-  what the signer limit imposes whenever node 0 signed the last block.
+  (``mine: false``, told to the others in its hello, so they never wait for
+  it): every record must be relayed and mined by node 1 or 2.
 
 Prints p50 / p95 / max per set-up and the ratio of each 3-node p95 to the
 one-node p95. Nodes run in this process (one event loop, proof-of-work on

@@ -41,14 +41,16 @@ class RecordsResult:
     """Outcome of offering relayed records to the pending pool.
 
     ``accepted``: new to the pool (relay them on); ``ignored``: already pending or on the best chain;
-    ``refused``: no room in the pool. ``error``: the first record breaking a consensus rule (it and the
-    rest of the batch did not enter): the sender's fault.
+    ``refused``: no room in the pool, by reason in ``refused_by`` (``pending-full``, ``pending-share-full``:
+    the creator's share of the pool), not the sender's fault. ``error``: the first record breaking a
+    consensus rule (it and the rest of the batch did not enter): the sender's fault.
     """
 
     accepted: list[DiagnosisRecord] = field(default_factory=list)
     ignored: int = 0
     refused: int = 0
     error: ValidationError | None = None
+    refused_by: dict[str, int] = field(default_factory=dict)
 
 
 RecordsListener = Callable[[Sequence[DiagnosisRecord], Any], None]  # newly pending records and their source

@@ -7,8 +7,8 @@ reviewer can see at a glance what a peer may make this node do.
 from __future__ import annotations
 
 # --- protocol -------------------------------------------------------------
-PROTOCOL_VERSION = 2  # 2: auth signature covers the TLS certificates
-MIN_PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 2: auth signature covers the TLS certificates; 3: hello says whether the node mines
+MIN_PROTOCOL_VERSION = 3
 P2P_PATH = "/p2p"
 USER_AGENT = "lungledger/0.1"
 MAX_USER_AGENT_CHARS = 64
@@ -45,6 +45,10 @@ MAX_KNOWN_RECORDS = 20_000  # record ids remembered per peer as already known to
 MAX_RECENT_RECORDS = 50_000  # record ids this node handled lately (duplicates skip the chain thread)
 RELAY_ON_CONNECT_RECORDS = 20_000  # pending records sent to a peer when its session opens
 RELAY_FLUSH_INTERVAL_S = 0.02  # at most one `records` message per peer this often (new records batch up meanwhile)
+# Relayed records taken from one member's sessions (token bucket, records per second and burst): far above
+# what hospitals upload (a few a second each), with room for a whole pool sent on connect. Records past it
+# are dropped without blame (`relay-rate`; their creator keeps them and they come again on reconnect).
+RELAY_RECORDS_RATE = (2000.0, RELAY_ON_CONNECT_RECORDS + 2000.0)
 
 # --- sync -----------------------------------------------------------------
 MAX_BLOCKS_IN_FLIGHT_PER_PEER = 256

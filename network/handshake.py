@@ -41,6 +41,7 @@ class LocalIdentity:
     chain_id: bytes
     params: ChainParams
     listen_port: int
+    mines: bool = True
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def compute_handshake_message(chain_id: bytes, signer_id: bytes, verifier_id: by
 
 
 def make_hello(local: LocalIdentity, nonce: bytes, best_height: int) -> Hello:
-    return Hello(PROTOCOL_VERSION, local.chain_id, local.member_id, nonce, local.listen_port, best_height, USER_AGENT)
+    return Hello(PROTOCOL_VERSION, local.chain_id, local.member_id, nonce, local.listen_port, best_height, USER_AGENT,
+                 int(local.mines))
 
 
 def validate_hello(hello: Hello, local: LocalIdentity) -> None:

@@ -44,6 +44,7 @@ class Hello(Canonical):
         Field("listen_port", Int(0, 65535)),
         Field("best_height", Int()),
         Field("user_agent", Str(MAX_USER_AGENT_CHARS)),
+        Field("mines", Int(0, 1)),
     )
     version: int
     chain_id: bytes
@@ -52,6 +53,7 @@ class Hello(Canonical):
     listen_port: int
     best_height: int
     user_agent: str
+    mines: int = 1  # 1: this node mines (a carrier in the in-turn line); 0: relay-only, skipped in the line
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ class Peer:
         self.listen_port = dial_port if dial_port is not None else hello.listen_port
         self.best_height = hello.best_height
         self.user_agent = hello.user_agent
+        self.mines = bool(hello.mines)  # False: a relay-only node, skipped in the miners' in-turn line
         self.connected_at = clock()
         self.known: OrderedDict[bytes, None] = OrderedDict()
         self.known_records: OrderedDict[bytes, None] = OrderedDict()  # record ids it sent us or we sent it

@@ -31,6 +31,14 @@ class TokenBucket:
         self.tokens -= 1.0
         return True
 
+    def take_up_to(self, count: int, now: float) -> int:
+        """Take up to ``count`` whole tokens; return how many were available."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        taken = min(count, int(self.tokens))
+        self.tokens -= taken
+        return taken
+
 
 class MessageRateLimiter:
     """The buckets of one session; ``allow`` says whether a message of a type fits now."""

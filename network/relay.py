@@ -12,17 +12,23 @@
   it does not know, in `records` messages of at most MAX_RECORDS_PER_MESSAGE,
   at most once per RELAY_FLUSH_INTERVAL_S: an isolated record leaves at once,
   a burst of uploads is batched and stays far inside the peer's rate limit.
+- Records taken from one member's sessions pass a token bucket
+  (RELAY_RECORDS_RATE, on top of the per-message rate limit): past it they
+  are dropped without blame (`relay-rate`), so a member cannot make this node
+  validate records faster than that.
 - A record that does not decode or that breaks the consensus record rule
   (creator not a member, signature not the creator's) bans the sender
   (`invalid-record:<code>`), as an invalid block does; a record already
-  pending or on the best chain, or one the full pool has no room for, is
-  ignored without blame.
+  pending or on the best chain, or one the pool has no room for (the whole
+  pool, `pending-full`, or its creator's share of it, `pending-share-full`:
+  node/pending.py), is ignored without blame.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,11 +38,12 @@ from consensus.errors import ValidationError
 from consensus.types import MAX_RECORD_BYTES, DiagnosisRecord
 from network.backend import ChainBackend
 from network.constants import (
-    MAX_RECENT_RECORDS, MAX_RECORDS_PER_MESSAGE, RELAY_FLUSH_INTERVAL_S, RELAY_ON_CONNECT_RECORDS,
+    MAX_RECENT_RECORDS, MAX_RECORDS_PER_MESSAGE, RELAY_FLUSH_INTERVAL_S, RELAY_ON_CONNECT_RECORDS, RELAY_RECORDS_RATE,
 )
 from network.errors import ProtocolViolation
 from network.messages import Records
 from network.peer import Peer
+from network.ratelimit import TokenBucket
 
 log = logging.getLogger("lungledger.net")
 
@@ -50,9 +57,14 @@ def decode_record(raw: bytes) -> DiagnosisRecord:
 
 
 class RecordRelay:
-    def __init__(self, backend: ChainBackend, get_peers: Callable[[], Sequence[Peer]]) -> None:
+    def __init__(self, backend: ChainBackend, get_peers: Callable[[], Sequence[Peer]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.backend = backend
         self.get_peers = get_peers
+        self.clock = clock
+        self.buckets: dict[bytes, TokenBucket] = {}  # per member (genesis members only: bounded)
+        self.records_throttled = 0
+        self.records_refused: dict[str, int] = {}  # by reason: pending-full, pending-share-full
         self.outbox: OrderedDict[bytes, DiagnosisRecord] = OrderedDict()
         self.recent: OrderedDict[bytes, None] = OrderedDict()  # ids made pending here lately
         self.wakeup = asyncio.Event()
@@ -104,12 +116,27 @@ class RecordRelay:
         self.records_received += len(message.records)
         if not records:
             return
+        allowed = self._get_bucket(peer.member_id).take_up_to(len(records), self.clock())
+        if allowed < len(records):
+            self.records_throttled += len(records) - allowed
+            log.warning("relay-rate: %d records from %s dropped", len(records) - allowed, peer.member_id.hex()[:8])
+            records = records[:allowed]
+            if not records:
+                return
         result = await self.backend.add_records(records, peer.member_id)
         self.records_accepted += len(result.accepted)
-        if result.refused:
-            log.warning("pending pool full: %d records from %s not admitted", result.refused, peer.member_id.hex()[:8])
+        for reason, count in result.refused_by.items():
+            self.records_refused[reason] = self.records_refused.get(reason, 0) + count
+            log.warning("%s: %d records from %s not admitted", reason, count, peer.member_id.hex()[:8])
         if result.error is not None:
             raise ProtocolViolation(f"invalid-record:{result.error.code}", result.error.message)
+
+    def _get_bucket(self, member_id: bytes) -> TokenBucket:
+        bucket = self.buckets.get(member_id)
+        if bucket is None:
+            rate, burst = RELAY_RECORDS_RATE
+            bucket = self.buckets[member_id] = TokenBucket(rate, burst, burst, self.clock())
+        return bucket
 
     def _remember(self, record_id: bytes) -> None:
         self.recent[record_id] = None

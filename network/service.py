@@ -63,6 +63,7 @@ class NetworkSettings:
     max_peers: int = DEFAULT_MAX_PEERS
     outbound_peers: int = DEFAULT_OUTBOUND_PEERS
     tls: NodeTls | None = None  # None: plain WebSockets, sessions not channel-bound (development only)
+    mines: bool = True  # told to peers in the hello (False: relay-only, the others do not wait for us to mine)
 
 
 class PeerNetwork:
@@ -72,7 +73,8 @@ class PeerNetwork:
         self.backend = backend
         self.clock = clock
         self.settings = settings
-        self.local = LocalIdentity(private_key, member_id, backend.chain_id, backend.params, settings.listen_port)
+        self.local = LocalIdentity(private_key, member_id, backend.chain_id, backend.params, settings.listen_port,
+                                   settings.mines)
         self.peers: dict[bytes, Peer] = {}
         self.no_sessions = asyncio.Event()
         self.no_sessions.set()
@@ -88,7 +90,7 @@ class PeerNetwork:
         self.admission = HandshakeAdmission(self.bans, self.book.get_member_hosts)
         self.sync = BlockSync(backend, self.get_peers, self.punish, clock)
         self.gossip = Gossip(backend, self.get_peers)
-        self.relay = RecordRelay(backend, self.get_peers)
+        self.relay = RecordRelay(backend, self.get_peers, clock)
         self.frames_sent_closed = 0
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: aiohttp.ClientSession | None = None
@@ -126,6 +128,10 @@ class PeerNetwork:
     # ------------------------------------------------------------ lifecycle
     def get_peers(self) -> list[Peer]:
         return list(self.peers.values())
+
+    def get_non_mining_members(self) -> frozenset[bytes]:
+        """Members connected to us whose hello said they do not mine (the miner skips them in its line)."""
+        return frozenset(peer.member_id for peer in self.peers.values() if not peer.mines)
 
     @property
     def frames_sent(self) -> int:

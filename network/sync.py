@@ -9,8 +9,12 @@
   task hands runs of them to the chain in batches (one transaction each).
 - A body whose parent we do not know (an orphan) is kept, bounded by
   MAX_ORPHAN_BLOCKS, while its parent is fetched from the same peer.
+- A peer's own newly mined block may come unrequested (a *pushed* block: a
+  `blocks` message of one block whose miner is the sending member, within
+  MAX_DIRECT_FETCH_GAP of our height); it is taken as if we had asked for it.
+  Any other unrequested block is ignored.
 - An invalid body bans the peer that sent it (unless the reason is not its
-  fault) and drops everything built on it.
+  fault) and drops everything built on it, pushed or requested alike.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class BlockSync:
         self.wakeup = asyncio.Event()
         self.blocks_connected = 0
         self.blocks_received_from: Counter[bytes] = Counter()
+        self.pushed_blocks_received = 0
         self.progress_logged_at = clock()
         # Blocks refused here, before they reach the chain (header checks), by reason code.
         self.rejection_listeners: list[Callable[[str], None]] = []
@@ -175,16 +180,25 @@ class BlockSync:
                 block = Block.decode(raw)
             except ValidationError as error:
                 raise ProtocolViolation(f"invalid-block:{error.code}", error.message) from error
-            self._on_block(peer, block)
+            self._on_block(peer, block, pushed=len(message.blocks) == 1)
         self.wakeup.set()
         self.schedule()
 
-    def _on_block(self, peer: Peer, block: Block) -> None:
+    def is_pushed_block(self, peer: Peer, block: Block) -> bool:
+        """An unrequested block we take: the sender's own new block, near our tip (docs/PROTOCOL.md §4)."""
+        return (block.header.miner_id == peer.member_id and block.block_hash not in self.rejected
+                and abs(block.height - self.backend.height) <= MAX_DIRECT_FETCH_GAP)
+
+    def _on_block(self, peer: Peer, block: Block, pushed: bool = False) -> None:
         block_hash = block.block_hash
-        if block_hash not in peer.in_flight:
+        if block_hash in peer.in_flight:
+            peer.in_flight.discard(block_hash)
+            self.in_flight.pop(block_hash, None)
+        elif not (pushed and self.is_pushed_block(peer, block)):
             return  # unrequested, or a late reply to a request we gave to someone else
-        peer.in_flight.discard(block_hash)
-        self.in_flight.pop(block_hash, None)
+        else:
+            self.pushed_blocks_received += 1
+            peer.best_height = max(peer.best_height, block.height)  # its new tip, as an announcement says
         peer.mark_known(block_hash)
         if self.backend.has_block(block_hash) or block_hash in self.received:
             return

@@ -61,10 +61,15 @@ async def chain_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def miner_context(app: web.Application) -> AsyncIterator[None]:
-    miner = Miner(app[CHAIN], app[IDENTITY])
+    def get_non_mining() -> frozenset[bytes]:
+        network = app.get(NETWORK)
+        return frozenset() if network is None else network.get_non_mining_members()
+
+    miner = Miner(app[CHAIN], app[IDENTITY], get_non_mining)
     app[MINER] = miner
 
     async def wake_on_tip_change(results: Sequence[AddResult], source: Any) -> None:
+        miner.on_blocks([(r.meta.miner_id, r.meta.timestamp_ms) for r in results])
         # Any new tip: re-mined records after a reorg, or (signer limit) our turn to sign again.
         if any(r.tip_changed for r in results):
             miner.wake()

@@ -5,11 +5,12 @@ a worker thread, and abandons the work as soon as the best tip changes.
 Under the signer limit it builds only on a tip where this member may sign
 (``consensus.signers.may_sign``); otherwise it sleeps until the tip changes
 (the node wakes it on every tip change, ``node.app.miner_context``). Which
-pending records are due is ``node.carry``'s: the member in turn for the next
-height (``consensus.signers.compute_turn_rank``) mines at once, the others
-only after records have waited their rank, so that two members seldom mine on
-the same parent at once (each such race can leave two groups of nodes with
-different final blocks: docs/CONSENSUS.md, threat model). The lock rule
+pending records are due is ``node.carry``'s: a record's creator mines it at
+once when it may sign, otherwise the member in turn for the next height
+(``node.carry.get_turn_line``, members known not to mine skipped) does, the
+others only after records have waited their rank, so that two members seldom
+mine on the same parent at once (each such race can leave two groups of nodes
+with different final blocks: docs/CONSENSUS.md, threat model). The lock rule
 (``consensus.locks``) keeps it off any branch that conflicts with the latest
 block this member signed, until the lock is released (a final branch elsewhere,
 or a best chain stuck for ``LOCK_RELEASE_MS``: a timer wakes it then). Pending governance
@@ -22,16 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from consensus.builders import make_header_template, sign_block
 from consensus.blocktree import ChainView
 from consensus.locks import LOCK_RELEASED_FINAL, LOCK_RELEASED_STUCK, LockDecision, get_lock_decision
 from consensus.pow import mine_header
-from consensus.signers import compute_turn_rank, signer_limit
+from consensus.signers import signer_limit
 from consensus.types import MAX_BLOCK_BYTES, BlockHeader, DiagnosisRecord
-from node.carry import CARRY_DELAY_S, CarrySchedule
+from network.gossip import OWN_BLOCK_SOURCE
+from node.carry import CARRY_DELAY_S, LIVE_WINDOW_S, CarrySchedule, get_carry_rank, get_turn_line
 from node.chain import ChainService
 from node.identity import NodeIdentity
 
@@ -54,9 +56,12 @@ def select_records(pending: list[DiagnosisRecord]) -> list[DiagnosisRecord]:
 
 
 class Miner:
-    def __init__(self, chain: ChainService, identity: NodeIdentity) -> None:
+    def __init__(self, chain: ChainService, identity: NodeIdentity,
+                 get_non_mining: Callable[[], Collection[bytes]] = frozenset) -> None:
+        """``get_non_mining()``: member ids whose sessions said they do not mine (skipped in the line)."""
         self.chain = chain
         self.identity = identity
+        self.get_non_mining = get_non_mining
         self.wakeup = asyncio.Event()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="miner")
         self.blocks_mined = 0
@@ -70,6 +75,14 @@ class Miner:
 
     def wake(self) -> None:
         self.wakeup.set()
+
+    def on_blocks(self, blocks: Sequence[tuple[bytes, int]]) -> None:
+        """Blocks stored here, ``(miner id, timestamp ms)``, ours or peers': the miners of recent ones are
+        signing (``node.carry``); old blocks (a sync of history) say nothing about who is online now."""
+        since_ms = self.chain.clock_ms() - int(LIVE_WINDOW_S * 1000)
+        for miner_id, timestamp_ms in blocks:
+            if timestamp_ms >= since_ms:
+                self.carry.on_block(miner_id)
 
     def on_pending(self, records: Sequence[DiagnosisRecord], source: object) -> None:
         """Records newly pending (ours, or relayed by a peer: their arrival starts their carry delay)."""
@@ -97,13 +110,20 @@ class Miner:
 
     def is_eligible(self, view: ChainView) -> bool:
         """May this member sign the block after ``view``'s tip (the signer limit)?"""
-        return self.get_turn_rank(view) is not None
+        return self.identity.member_id in self.get_line(view)
+
+    def get_line(self, view: ChainView) -> list[bytes]:
+        """The in-turn line for the block after ``view``'s tip (``node.carry.get_turn_line``)."""
+        members = [member.member_id for member in self.chain.params.members]
+        recent = view.get_recent_miners(view.tip, signer_limit(len(members)) - 1)
+        non_mining = set(self.get_non_mining()) - {self.identity.member_id}
+        return get_turn_line(recent, members, view.height + 1, non_mining)
 
     def get_turn_rank(self, view: ChainView) -> int | None:
         """0 when in turn on ``view``'s tip, n when n eligible members come first, None when not eligible."""
-        members = [member.member_id for member in self.chain.params.members]
-        recent = view.get_recent_miners(view.tip, signer_limit(len(members)) - 1)
-        return compute_turn_rank(self.identity.member_id, recent, members, view.height + 1)
+        line = self.get_line(view)
+        me = self.identity.member_id
+        return line.index(me) if me in line else None
 
     def get_lock_decision(self, view: ChainView, now_ms: int) -> LockDecision:
         """May this member sign on ``view``'s tip under the lock rule (``consensus.locks``)?"""
@@ -122,14 +142,26 @@ class Miner:
                 self._wake_in(max(0.0, (lock.release_at_ms - now_ms) / 1000))
             return False  # the next tip change (or the release timer) wakes us
         self.waiting_for_lock = None
-        rank = self.get_turn_rank(view)
-        if rank is None:
+        line = self.get_line(view)
+        me = self.identity.member_id
+        if me not in line:
             self.waiting_for_turn = view.tip_hash if pending or entries else None
             return False  # the signer limit: the next tip change wakes us
         self.waiting_for_turn = None
-        due, wait_s = self.carry.get_due(pending, rank, view.tip_hash)  # in turn (rank 0): all at once
+        # Creator first, unless another eligible creator's record is pending here too (two uploading at
+        # once): then our own records wait in the line as well, so the two creators do not race. Nobody
+        # goes first without recent blocks of a majority (node.carry: a minority must batch).
+        majority = 1 + self.carry.count_live_signers(me) >= signer_limit(len(self.chain.params.members))
+        rival = any(r.member_id != me and r.member_id in line for r in pending)
+
+        def rank_of(record: DiagnosisRecord) -> int:
+            creator_first = majority and (record.member_id != me or not rival)
+            rank = get_carry_rank(me, record.member_id, line, creator_first)
+            return 0 if rank is None else rank  # never None: ``me`` is in the line
+
+        due, wait_s = self.carry.get_due(pending, rank_of, view.tip_hash)
         if entries and not due:
-            entries_wait = self.carry.tip_seen + rank * CARRY_DELAY_S - self.carry.clock()
+            entries_wait = self.carry.tip_seen + line.index(me) * CARRY_DELAY_S - self.carry.clock()
             if entries_wait > 0:
                 entries = []
                 wait_s = entries_wait if wait_s is None else min(wait_s, entries_wait)
@@ -148,7 +180,7 @@ class Miner:
             self.abandoned += 1
             return True  # tip moved: rebuild the template on the new tip
         block = sign_block(solved, records, self.identity.private_key, entries)
-        result = await self.chain.add_blocks([block], source="miner")
+        result = await self.chain.add_blocks([block], source=OWN_BLOCK_SOURCE)
         if result.failure is not None:
             log.warning("mined block refused: %s", result.error or result.failure)
             return False

@@ -90,7 +90,7 @@ class ChainServiceBackend:
 
     async def add_records(self, records: Sequence[DiagnosisRecord], source: Any) -> RecordsResult:
         result = await self.chain.add_peer_records(records, source)
-        return RecordsResult(result.accepted, result.ignored, result.refused, result.error)
+        return RecordsResult(result.accepted, result.ignored, result.refused, result.error, result.refused_by)
 
     async def get_pending_records(self, limit: int) -> list[DiagnosisRecord]:
         return await self.chain.get_pending(limit)
@@ -135,7 +135,7 @@ def load_bans(network: PeerNetwork, path: Path) -> None:
 async def p2p_context(app: web.Application) -> AsyncIterator[None]:
     config, identity = app[CONFIG], app[IDENTITY]
     settings = NetworkSettings(config.host, config.port, tuple(config.peers), config.max_peers, config.outbound_peers,
-                               app[TLS])
+                               app[TLS], mines=config.mine)
     backend = ChainServiceBackend(app[CHAIN], app[GENESIS].chain_id)
     network = PeerNetwork(backend, identity.private_key, identity.member_id, settings)
     app[NETWORK] = network

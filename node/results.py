@@ -69,11 +69,13 @@ class RecordBatchResult:
     """Peers' records offered to the pending pool: what entered, what was ignored, the first invalid one.
 
     ``ignored`` counts records that were fine but not new (already pending, already on the best chain);
-    ``refused`` those the full pool had no room for. Neither is the sender's fault. ``error`` stopped
-    the batch: the record it names broke a consensus rule and did not enter.
+    ``refused`` those the pool had no room for, by reason in ``refused_by`` (``pending-full``: the whole
+    pool; ``pending-share-full``: the creator's share of it). Neither is the sender's fault. ``error``
+    stopped the batch: the record it names broke a consensus rule and did not enter.
     """
 
     accepted: list[DiagnosisRecord] = field(default_factory=list)
     ignored: int = 0
     refused: int = 0
     error: ValidationError | None = None
+    refused_by: dict[str, int] = field(default_factory=dict)

@@ -88,7 +88,7 @@ CONTAINERS: dict[str, Any] = {
     "round-result": ROUND_RESULT,
 }
 MESSAGES: dict[str, Any] = {
-    "hello": Hello(2, H1, MEMBER_ID, H2, 8601, 123_456, "lungledger/0.1"),
+    "hello": Hello(3, H1, MEMBER_ID, H2, 8601, 123_456, "lungledger/0.1", 1),
     "auth": Auth(SIGNATURE),
     "announce": Announce(H1, 2**32),
     "get_headers": GetHeaders((H1, H2)),
@@ -120,7 +120,7 @@ GOLDEN: dict[str, str] = {
     "msg-get_headers": "35012b8312ecf043c1fd427dcf1a745f1dcdc97d7cf292e6bcd8ec55efa9e4b5",
     "msg-get_peers": "c2b5c851f2d795d9ee2f1b55f7142c38f9d2ab9aafd067a04842157704e6c260",
     "msg-headers": "f05c12641b2ae1f58cf591fad837a71dfc9934f7870b722367b86debc9b9e9a8",
-    "msg-hello": "239e90ce175bb129cdfb89c94f58425826146bfdbba32d7bf4e65b2672524bea",
+    "msg-hello": "e71ccf1e0a5a59a8e5bf6f6d62d041badecf0e3c7e0fcb565e7873dd3d9d966c",
     "msg-model_metrics": "eec3552dc27f5cf22b27abe623273613a6d7eea5b38245e38f7ea45eb9da401d",
     "msg-model_metrics-digest": "f4b2ccf6b7387d12a306136dc91a8a6dcf79484b7fdb90009d6ac03ba848071b",
     "msg-model_round": "d70eefa5f189cf86b3c4d8359e8a91398c2eb78ba2f01ea69de8f963c98b6b41",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from network.constants import BAN_DURATION_S, FLOOD_BAN_MIN_S, MAX_THROTTLED_MESSAGES
-from network.ratelimit import MessageRateLimiter, compute_flood_ban_s
+from network.ratelimit import MessageRateLimiter, TokenBucket, compute_flood_ban_s
 
 LIMITS = {"ping": (2.0, 5.0), "announce": (100.0, 100.0)}
 
@@ -31,3 +31,11 @@ def test_flooding_past_the_threshold_and_the_back_off_doubles() -> None:
     assert limiter.is_flooding
     assert [compute_flood_ban_s(n) for n in (1, 2, 3)] == [FLOOD_BAN_MIN_S, 2 * FLOOD_BAN_MIN_S, 4 * FLOOD_BAN_MIN_S]
     assert compute_flood_ban_s(10_000) == BAN_DURATION_S
+
+
+def test_a_record_bucket_takes_what_fits_and_refills() -> None:
+    bucket = TokenBucket(rate=10.0, burst=100.0, tokens=100.0, updated=0.0)
+    assert bucket.take_up_to(60, 0.0) == 60
+    assert bucket.take_up_to(60, 0.0) == 40  # the rest of the burst
+    assert bucket.take_up_to(60, 0.0) == 0
+    assert bucket.take_up_to(60, 2.0) == 20  # 2 s at 10 a second

@@ -279,8 +279,39 @@ def test_a_full_pool_refuses_peer_records_but_never_our_own(tmp_path: Path) -> N
     store.pending.max_records = 2
     result = store.add_peer_records([make_record(B), make_record(C), make_record(D)])
     assert (len(result.accepted), result.refused, result.error) == (2, 1, None)
+    assert result.refused_by == {"pending-full": 1}
     store.add_pending_record(make_record(A))  # acknowledged to a user: always queued
     assert store.pending.count() == 3
+
+
+def test_one_member_fills_only_its_share_of_the_pool(tmp_path: Path) -> None:
+    """Four members: B's relayed records take at most a quarter of the pool; C's still enter; no error (no ban)."""
+    store = open_store(tmp_path / "a.db", A)
+    store.pending.max_records = 8  # share: 2 records per member
+    flood = [make_record(B) for _ in range(5)]
+    result = store.add_peer_records(flood)
+    assert (len(result.accepted), result.refused, result.error) == (2, 3, None)
+    assert result.refused_by == {"pending-share-full": 3}
+    result = store.add_peer_records([make_record(C), make_record(C), make_record(B)])
+    assert (len(result.accepted), result.refused_by) == (2, {"pending-share-full": 1})
+    for _ in range(3):
+        store.add_pending_record(make_record(A))  # our own: always queued, whatever our share
+    assert store.pending.count() == 7
+    assert store.pending.get_member_usage(B.member_id)[0] == 2
+    store.close()
+
+
+def test_a_pool_written_before_the_shares_gets_its_creator_column(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "a.db", A)
+    records = [make_record(B), make_record(C)]
+    store.add_peer_records(records)
+    store.db.executescript("DROP INDEX pending_by_member; ALTER TABLE pending DROP COLUMN member_id;")
+    store.close()
+    store = open_store(tmp_path / "a.db", A)
+    assert store.pending.get_member_usage(B.member_id)[0] == 1
+    assert store.pending.get_member_usage(C.member_id)[0] == 1
+    assert [r.record_id for r in store.pending.get_records(10)] == [r.record_id for r in records]
+    store.close()
 
 
 def test_a_block_of_carried_records_empties_the_pool_and_a_reorg_brings_them_back(tmp_path: Path) -> None:
