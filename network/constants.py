@@ -7,8 +7,11 @@ reviewer can see at a glance what a peer may make this node do.
 from __future__ import annotations
 
 # --- protocol -------------------------------------------------------------
-PROTOCOL_VERSION = 3  # 2: auth signature covers the TLS certificates; 3: hello says whether the node mines
+# 2: auth signature covers the TLS certificates; 3: hello says whether the node mines;
+# 4: the node knows get_head / head / head_not_found (asked only of peers whose hello says 4 or more)
+PROTOCOL_VERSION = 4
 MIN_PROTOCOL_VERSION = 3
+HEAD_FETCH_MIN_VERSION = 4
 P2P_PATH = "/p2p"
 USER_AGENT = "lungledger/0.1"
 MAX_USER_AGENT_CHARS = 64
@@ -38,6 +41,10 @@ MAX_ROUND_PARTICIPANTS = 64
 MAX_MODEL_METRICS = 8
 MAX_MODEL_METRIC_CHARS = 32
 MAX_KNOWN_MODEL_MESSAGES = 4096  # round and update digests remembered (relay each once)
+# head fetch (node/federated_fetch.py): one request in flight; each peer asked once per pass, passes further apart
+HEAD_REQUEST_TIMEOUT_S = 10.0  # a peer that does not answer a `get_head` by then counts as not holding it
+HEAD_RETRY_MIN_S = 1.0  # the wait after a pass in which no peer had the head...
+HEAD_RETRY_MAX_S = 30.0  # ...doubling up to this, until the head is held or the chain no longer names it
 MAX_RECORDS_PER_MESSAGE = 200  # pending records in one `records` message (each <= MAX_RECORD_BYTES)
 
 # --- record relay -----------------------------------------------------------
@@ -92,6 +99,9 @@ MESSAGE_RATE_LIMITS: dict[str, tuple[float, float]] = {
     "model_round": (1.0, 10.0),  # a round is proposed every few minutes at most
     "model_update": (10.0, 2 * 64),  # one per participant per round, relayed: a round's worth at once
     "model_metrics": (10.0, 2 * 64),  # likewise, one per site per round
+    "get_head": (1.0, 10.0),  # a node asks one peer at a time, only while the chain's head is missing
+    "head": (1.0, 10.0),  # one reply per request (<= MAX_HEAD_BYTES of head each)
+    "head_not_found": (1.0, 10.0),
 }
 DEFAULT_MESSAGE_RATE = (10.0, 20.0)  # any type not listed (hello/auth after the handshake are violations anyway)
 MAX_THROTTLED_MESSAGES = 100  # dropped messages in one session before the peer is disconnected

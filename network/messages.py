@@ -26,7 +26,7 @@ from network.constants import (
     MAX_USER_AGENT_CHARS,
     NONCE_BYTES,
 )
-from network.model_messages import ModelMetrics, ModelRound, ModelUpdate
+from network.model_messages import GetHead, HeadNotFound, HeadReply, ModelMetrics, ModelRound, ModelUpdate
 
 MAX_U64 = 2**64 - 1
 HASH = Bin(HASH_BYTES)
@@ -174,10 +174,10 @@ class Pong(Canonical):
 
 
 Message = (Hello | Auth | Announce | GetHeaders | Headers | GetBlocks | Blocks | NotFound | GetPeers | Peers | Ping | Pong
-           | Records | ModelRound | ModelUpdate | ModelMetrics)
+           | Records | ModelRound | ModelUpdate | ModelMetrics | GetHead | HeadReply | HeadNotFound)
 
 MESSAGE_TYPES: dict[str, Any] = {
     cls.TYPE: cls
     for cls in (Hello, Auth, Announce, GetHeaders, Headers, GetBlocks, Blocks, NotFound, GetPeers, Peers, Ping, Pong,
-                Records, ModelRound, ModelUpdate, ModelMetrics)
+                Records, ModelRound, ModelUpdate, ModelMetrics, GetHead, HeadReply, HeadNotFound)
 }

@@ -83,6 +83,7 @@ class Peer:
         self.host = host
         self.listen_port = dial_port if dial_port is not None else hello.listen_port
         self.best_height = hello.best_height
+        self.version = hello.version
         self.user_agent = hello.user_agent
         self.mines = bool(hello.mines)  # False: a relay-only node, skipped in the miners' in-turn line
         self.connected_at = clock()

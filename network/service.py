@@ -307,8 +307,13 @@ class PeerNetwork:
         try:
             while peer.closing is None:
                 message = await peer.channel.receive_message()
-                if self._is_within_rate(peer, message):
-                    await self.handlers[type(message)](peer, message)
+                if not self._is_within_rate(peer, message):
+                    continue
+                handler = self.handlers.get(type(message))
+                if handler is None:  # a node-level family this node does not run (e.g. federated rounds off)
+                    log.debug("ignoring %s from %s: not handled by this node", message.TYPE, peer.member_id.hex()[:8])
+                    continue
+                await handler(peer, message)
         except ProtocolViolation as violation:
             self.punish(peer.member_id, violation.reason, violation.detail)
         except PeerGone as gone:

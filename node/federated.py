@@ -54,6 +54,7 @@ from network.peer import Peer
 from network.service import PeerNetwork
 from node.chain import ChainService
 from node.federated_chain import ChainGovernance, compute_chain_governance
+from node.federated_fetch import HeadFetcher
 from node.federated_round import (MAX_PENDING_UPDATES, MAX_ROUNDS_KEPT, FederatedSettings, RoundState,
                                   apply_privacy, describe_privacy, finalise_round, make_round_result)
 from node.auth import get_principal
@@ -113,6 +114,7 @@ class FederatedService:
         network.add_handler(ModelRound, self.on_model_round)
         network.add_handler(ModelUpdate, self.on_model_update)
         network.add_handler(ModelMetrics, self.on_model_metrics)
+        self.fetcher = HeadFetcher(network, int(self.builtin.weights.size), self.lookup_head, self.store_fetched)
 
     @property
     def model_id(self) -> bytes:
@@ -161,6 +163,7 @@ class FederatedService:
             for state in self.rounds.values():
                 chain_round = governance.rounds.get(state.round_id)
                 state.adoption = None if chain_round is None else chain_round.verdict
+            self.fetcher.want(self.missing_head)  # ask peers for a head the chain adopted and this node lacks
 
     async def _serve_digest(self, digest: str) -> None:
         """Serve the head with this digest (the built-in head when it is the built-in digest)."""
@@ -183,6 +186,30 @@ class FederatedService:
         self.head, self.missing_head = stored.head, None
         self.served = stored if serve_stored(self.plugin, stored) else None
 
+    async def lookup_head(self, digest: str) -> Head | None:
+        """A head this node holds with this digest (a peer's ``get_head``): a round's aggregate or a stored head."""
+        for state in list(self.rounds.values()):
+            if state.head is not None and state.head.digest() == digest:
+                return state.head
+        try:
+            stored = await asyncio.to_thread(self.heads.load, digest)
+        except HeadStoreError as error:
+            log.error("stored head %s refused: %s", digest[:16], error)
+            return None
+        return None if stored is None else stored.head
+
+    async def store_fetched(self, head: Head) -> None:
+        """Keep a head fetched from a peer by digest, then read the chain again (it serves it if still adopted)."""
+        governance = self.governance
+        round_id = None if governance is None or governance.adopted_round is None else governance.adopted_round.hex()
+        stored = StoredHead(self.settings.modality, self.model.card.model_id, head, round_id, int(self.clock() * 1000))
+        try:
+            await asyncio.to_thread(self.heads.save, stored, False)
+        except (OSError, HeadStoreError) as error:
+            log.error("fetched head %s not stored: %s", head.digest()[:16], error)
+            return
+        self._chain_dirty.set()
+
     def _find_head(self, digest: str) -> StoredHead | None:
         for state in self.rounds.values():
             if state.head is not None and state.head.digest() == digest:
@@ -195,6 +222,7 @@ class FederatedService:
             return None
 
     async def close(self) -> None:
+        await self.fetcher.close()
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -384,10 +412,11 @@ class FederatedService:
     def _describe_chain(self) -> dict[str, Any]:
         governance = self.governance
         if governance is None:
-            return {"head_digest": None, "adopted_round": None, "missing_head": self.missing_head, "rounds": []}
+            return {"head_digest": None, "adopted_round": None, "missing_head": self.missing_head,
+                    "head_fetch": self.fetcher.describe(), "rounds": []}
         return {"head_digest": governance.head_digest.hex(),
                 "adopted_round": None if governance.adopted_round is None else governance.adopted_round.hex(),
-                "missing_head": self.missing_head,
+                "missing_head": self.missing_head, "head_fetch": self.fetcher.describe(),
                 "rounds": [chain_round.to_json() for chain_round in reversed(governance.rounds.values())]}
 
 

@@ -96,8 +96,8 @@ class HeadStore:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
 
-    def save(self, stored: StoredHead) -> None:
-        """Write the head (if new) and make it the current one of its modality."""
+    def save(self, stored: StoredHead, current: bool = True) -> None:
+        """Write the head (if new) and, unless ``current`` is False, make it the current one of its modality."""
         os.makedirs(self.directory, mode=PRIVATE_DIR_MODE, exist_ok=True)
         digest = stored.digest
         buffer = io.BytesIO()
@@ -107,9 +107,10 @@ class HeadStore:
         if not (self.directory / f"{digest}.json").exists():
             self._write(f"{digest}.npy", array_bytes)
             self._write(f"{digest}.json", json.dumps(meta, sort_keys=True, indent=1).encode())
-        current = self._read_current()
-        current[stored.modality] = digest
-        self._write(CURRENT_FILE, json.dumps(current, sort_keys=True).encode())
+        if current:
+            latest = self._read_current()
+            latest[stored.modality] = digest
+            self._write(CURRENT_FILE, json.dumps(latest, sort_keys=True).encode())
 
     def load(self, digest: str) -> StoredHead | None:
         """The head with that digest, None if this node never adopted it; raises ``damaged-head``."""

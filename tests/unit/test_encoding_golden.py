@@ -32,7 +32,7 @@ from network.messages import (
     Announce, Auth, Blocks, GetBlocks, GetHeaders, GetPeers, Headers, Hello, NotFound, PeerAddress, Peers, Ping, Pong,
     Records,
 )
-from network.model_messages import ModelMetrics, ModelRound, ModelUpdate
+from network.model_messages import GetHead, HeadNotFound, HeadReply, ModelMetrics, ModelRound, ModelUpdate
 
 H1 = bytes(range(32))
 H2 = bytes(range(32, 64))
@@ -104,6 +104,9 @@ MESSAGES: dict[str, Any] = {
     "model_round": MODEL_ROUND,
     "model_update": MODEL_UPDATE,
     "model_metrics": MODEL_METRICS,
+    "get_head": GetHead(H1),
+    "head": HeadReply(H2, bytes(range(24))),
+    "head_not_found": HeadNotFound(H1),
 }
 
 GOLDEN: dict[str, str] = {
@@ -117,8 +120,11 @@ GOLDEN: dict[str, str] = {
     "msg-auth": "670c03136c36e2c6ae521e49743c5a5b61e3a311aa0c538caa7a9fcb7725980b",
     "msg-blocks": "6e01e3c1067876865f24daf93e5b560842512985c81aece73ad6e3ada30e5e24",
     "msg-get_blocks": "fb98a737b1be2e2126f5b8b815191f0874696166e2f08e0a376953252a991912",
+    "msg-get_head": "3440ed690c97e6e38bcfdfbefce505f8d7ad62f54914500333ffeddd4ca555d7",
     "msg-get_headers": "35012b8312ecf043c1fd427dcf1a745f1dcdc97d7cf292e6bcd8ec55efa9e4b5",
     "msg-get_peers": "c2b5c851f2d795d9ee2f1b55f7142c38f9d2ab9aafd067a04842157704e6c260",
+    "msg-head": "ee647172e0048d7f6ba14b9df2439f41f045541f040751a3e8b181888ce12d12",
+    "msg-head_not_found": "cf415a6110080aa3f0456f211719eec9e3a637ae0591de7e50a2c170770eb97c",
     "msg-headers": "f05c12641b2ae1f58cf591fad837a71dfc9934f7870b722367b86debc9b9e9a8",
     "msg-hello": "e71ccf1e0a5a59a8e5bf6f6d62d041badecf0e3c7e0fcb565e7873dd3d9d966c",
     "msg-model_metrics": "eec3552dc27f5cf22b27abe623273613a6d7eea5b38245e38f7ea45eb9da401d",
