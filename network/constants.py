@@ -44,7 +44,7 @@ MAX_KNOWN_MODEL_MESSAGES = 4096  # round and update digests remembered (relay ea
 # head fetch (node/federated_fetch.py): one request in flight; each peer asked once per pass, passes further apart
 HEAD_REQUEST_TIMEOUT_S = 10.0  # a peer that does not answer a `get_head` by then counts as not holding it
 HEAD_RETRY_MIN_S = 1.0  # the wait after a pass in which no peer had the head...
-HEAD_RETRY_MAX_S = 30.0  # ...doubling up to this, until the head is held or the chain no longer names it
+HEAD_RETRY_MAX_S = 15.0  # ...doubling up to this, until the head is held or the chain no longer names it
 MAX_RECORDS_PER_MESSAGE = 200  # pending records in one `records` message (each <= MAX_RECORD_BYTES)
 
 # --- record relay -----------------------------------------------------------

@@ -13,8 +13,9 @@ bytes. :class:`HeadFetcher` asks its connected peers for it, one at a time, by d
 - A peer that does not hold the head (``head_not_found``) or does not answer within
   ``HEAD_REQUEST_TIMEOUT_S`` is never blamed: the next peer is asked.
 - After a pass in which no peer had it, the fetcher waits ``HEAD_RETRY_MIN_S``,
-  doubling up to ``HEAD_RETRY_MAX_S``, and asks again, until the head is held or the
-  chain no longer names it. Only one request is in flight; nothing blocks the event loop
+  doubling up to ``HEAD_RETRY_MAX_S`` (a tip change cuts the wait, never below
+  ``HEAD_RETRY_MIN_S``), and asks again, until the head is held or the chain no
+  longer names it. Only one request is in flight; nothing blocks the event loop
   (the check runs in a thread).
 - Only peers whose hello says version 4 or more are asked (a version-3 node does not
   know the messages and would refuse the frame).
@@ -82,10 +83,8 @@ class HeadFetcher:
 
     def want(self, digest: str | None) -> None:
         """Fetch the head with this digest (None: nothing is missing any more)."""
-        if digest == self.wanted:
-            return
         self.wanted = digest
-        self._wake.set()
+        self._wake.set()  # a new digest, or a new tip (new blocks: peers may hold it now): ask again soon
         if digest is not None and (self._task is None or self._task.done()):
             self._task = asyncio.ensure_future(self._run())
             self._task.set_name("federated-head-fetch")
@@ -120,8 +119,12 @@ class HeadFetcher:
                 continue
             if not fetched:
                 log.info("no peer holds head %s yet; asking again in %.0f s", digest[:16], delay)
+            started = asyncio.get_running_loop().time()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
+            gap = HEAD_RETRY_MIN_S - (asyncio.get_running_loop().time() - started)
+            if gap > 0 and self.wanted is not None:
+                await asyncio.sleep(gap)  # at most one pass a second, whatever wakes it
             delay = min(delay * 2, HEAD_RETRY_MAX_S)
 
     async def _ask(self, peer: Peer, digest: bytes) -> Head | None:
