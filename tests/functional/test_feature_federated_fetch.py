@@ -69,7 +69,7 @@ async def test_a_node_that_missed_the_round_fetches_the_adopted_head(tmp_path: P
     nodes = network.nodes
     try:
         # 1. the chain adopts an aggregate that node 0 holds and node 1 does not
-        holder, fetcher = service(nodes[0]), service(nodes[1])
+        holder, lacking = service(nodes[0]), service(nodes[1])
         a, b, c = (node.member for node in nodes)
         builtin = holder.builtin
         aggregate = Head.create(builtin.weights * 0.5, builtin.bias + 0.25)
@@ -92,7 +92,7 @@ async def test_a_node_that_missed_the_round_fetches_the_adopted_head(tmp_path: P
         await wait_until(lambda: served(nodes[0]) is not None, TIMEOUT_S, "node 0 to serve the aggregate")
         expected = served(nodes[0])
         assert expected is not None and expected[0] == digest
-        await wait_until(lambda: fetcher.missing_head == digest, TIMEOUT_S, "node 1 to miss the head")
+        await wait_until(lambda: lacking.missing_head == digest, TIMEOUT_S, "node 1 to miss the head")
         assert served(nodes[1]) is None
 
         # 2. a peer without the head is not blamed; one that sends other bytes is banned
@@ -103,7 +103,7 @@ async def test_a_node_that_missed_the_round_fetches_the_adopted_head(tmp_path: P
         request = await empty.receive(GetHead, TIMEOUT_S)
         assert request.digest.hex() == digest
         await empty.send(HeadNotFound(request.digest))
-        await wait_until(lambda: fetcher.fetcher.asked >= 1 and rogues[0].member_id not in fetcher.fetcher.waiting,
+        await wait_until(lambda: lacking.fetcher.asked >= 1 and rogues[0].member_id not in lacking.fetcher.waiting,
                          TIMEOUT_S, "node 1 to take the not-found answer")
         assert rogues[0].member_id in nodes[1].network.peers
         await empty.close()
@@ -120,17 +120,17 @@ async def test_a_node_that_missed_the_round_fetches_the_adopted_head(tmp_path: P
         await liar.close()
         ban = bans.get_ban(member_id=rogues[1].member_id)
         assert ban is not None and ban.reason == "bad-head-digest", ban
-        assert fetcher.fetcher.refused == 1 and fetcher.missing_head == digest and served(nodes[1]) is None
+        assert lacking.fetcher.refused == 1 and lacking.missing_head == digest and served(nodes[1]) is None
 
         # 3. node 0 holds it: node 1 fetches, stores and serves it
         await connect_nodes(nodes[1], nodes[0])
         await wait_until(lambda: served(nodes[1]) == expected, TIMEOUT_S, "node 1 to serve the fetched head")
-        assert fetcher.missing_head is None and fetcher.head.digest() == digest
-        stored = fetcher.heads.load(digest)
+        assert lacking.missing_head is None and lacking.head.digest() == digest
+        stored = lacking.heads.load(digest)
         assert stored is not None and stored.served_model_id == expected[1]
         status = await get_chain_status(nodes[1])
         assert status["missing_head"] is None and status["head_digest"] == digest
-        assert status["head_fetch"] == {"wanted": None, "asked": fetcher.fetcher.asked, "fetched": 1, "refused": 1}
+        assert status["head_fetch"] == {"wanted": None, "asked": lacking.fetcher.asked, "fetched": 1, "refused": 1}
 
         # 4. node 2 was down during the round: it comes back, syncs and fetches the same head
         await nodes[2].start()
