@@ -27,6 +27,10 @@ Plan:
    adopted and both nodes keep the head of step 3: their diagnoses are byte-identical in
    probability and model id to before the round (an unadopted head is never served).
 5. Node 2 restarts: it serves the last adopted head (step 3) again, read from its data dir.
+6. Node 2 is down during a whole round (quorum 2) that nodes 0 and 1 adopt. It comes back,
+   syncs the blocks, lacks the aggregate (``missing_head``), fetches it from its peers
+   (``get_head``) and serves the same head digest as the others; its diagnosis names the
+   same model id with the same probability.
 """
 
 from __future__ import annotations
@@ -288,5 +292,22 @@ async def test_three_nodes_complete_rounds_despite_a_poisoner_and_a_dead_node(tm
         await nodes[2].start()
         assert served_digest(nodes[2]) == second and service(nodes[2]).head.digest() == second
         assert await diagnose(nodes[2], image) == second_answer
+
+        # 6. node 2 misses a whole adopted round, comes back and fetches the aggregate from its peers
+        await nodes[2].stop()
+        proposal = await service(nodes[0]).propose_round(duration_s=15.0, quorum=2)
+        digests = await wait_aggregated(nodes[:2], proposal.round_id)
+        assert len(set(digests)) == 1 and digests[0] != second
+        assert await wait_adoption(nodes[:2], proposal.round_id) == {"adopted"}
+        third = digests[0]
+        await wait_until(lambda: {served_digest(node) for node in nodes[:2]} == {third}, TIMEOUT_S,
+                         "nodes 0 and 1 to serve the adopted head")
+        await nodes[2].start()
+        await connect_all(nodes)
+        await wait_until(lambda: served_digest(nodes[2]) == third, TIMEOUT_S, "node 2 to fetch and serve the head")
+        assert service(nodes[2]).missing_head is None and service(nodes[2]).fetcher.fetched >= 1
+        assert proposal.round_id not in service(nodes[2]).rounds  # it never saw the round: the head came by get_head
+        third_answers = {await diagnose(node, image) for node in nodes}
+        assert len(third_answers) == 1 and next(iter(third_answers))[1] == compute_served_model_id(shipped_id, third)
     finally:
         await network.stop()
