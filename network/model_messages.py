@@ -68,13 +68,21 @@ class ModelUpdate(SignedCanonical):
 
 
 @dataclass(frozen=True)
-class GetHead(Canonical):
+class HeadDigestMessage(Canonical):
+    """A message that names one federated head by its digest and nothing else (base of ``GetHead`` and
+    ``HeadNotFound``: the same table, two message types)."""
+
+    WIRE_NAME: ClassVar[str] = "head_digest"
+    FIELDS: ClassVar[tuple[Field, ...]] = (Field("digest", HASH),)
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class GetHead(HeadDigestMessage):
     """Ask a peer for the federated head with this digest (SHA-256 over the head tag and its bytes)."""
 
     TYPE: ClassVar[str] = "get_head"
     WIRE_NAME: ClassVar[str] = TYPE
-    FIELDS: ClassVar[tuple[Field, ...]] = (Field("digest", HASH),)
-    digest: bytes
 
 
 @dataclass(frozen=True)
@@ -89,10 +97,8 @@ class HeadReply(Canonical):
 
 
 @dataclass(frozen=True)
-class HeadNotFound(Canonical):
+class HeadNotFound(HeadDigestMessage):
     """The peer does not hold the head asked for (never a fault: the asker tries another peer)."""
 
     TYPE: ClassVar[str] = "head_not_found"
     WIRE_NAME: ClassVar[str] = TYPE
-    FIELDS: ClassVar[tuple[Field, ...]] = (Field("digest", HASH),)
-    digest: bytes
