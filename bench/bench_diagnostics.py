@@ -34,7 +34,7 @@ from diagnostics import RiskFactors, load_plugin  # noqa: E402
 from diagnostics.heatmap import compute_cam, render_heatmap_png  # noqa: E402
 from diagnostics.imaging import decode_image  # noqa: E402
 from diagnostics.plausibility import compute_histogram, validate_chest_image  # noqa: E402
-from diagnostics.preprocessing import resize_image, to_model_input, to_uint8  # noqa: E402
+from diagnostics.preprocessing import resize_image, to_uint8  # noqa: E402
 
 RISK = RiskFactors(age=64, smoking="former", family_history=False)
 
@@ -66,9 +66,10 @@ class BareModel:
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_path=str(model_path), num_threads=num_threads)
-        self.input_index = self.interpreter.get_input_details()[0]["index"]
+        detail = self.interpreter.get_input_details()[0]
+        self.input_index = detail["index"]
         if batch != 1:
-            self.interpreter.resize_tensor_input(self.input_index, [batch, size, size, 3])
+            self.interpreter.resize_tensor_input(self.input_index, [batch, size, size, int(detail["shape"][3])])
         self.interpreter.allocate_tensors()
         self.output_indices = [detail["index"] for detail in self.interpreter.get_output_details()]
 
@@ -104,7 +105,7 @@ def bench_single(plugin: Any, bare: BareModel, data: bytes, modality: str, repea
 
 def make_tensor(model: Any, pixels: np.ndarray) -> np.ndarray:
     """What the plug-in's prepare() builds: 8-bit, resized, harmonised, as the model's input."""
-    return to_model_input(to_uint8(pixels), model.input_size, model.harmonisation, model.reference_cdf)
+    return model.prepare_input(to_uint8(pixels))
 
 
 def bench_stages(plugin: Any, data: bytes, modality: str, repeats: int) -> dict[str, float]:
@@ -120,8 +121,7 @@ def bench_stages(plugin: Any, data: bytes, modality: str, repeats: int) -> dict[
         "to_uint8+plausibility": lambda: validate_chest_image(to_uint8(pixels), modality,
                                                               compute_histogram(to_uint8(pixels))),
         "resize": lambda: resize_image(small, model.input_size),
-        "resize+harmonise+input": lambda: to_model_input(small, model.input_size, model.harmonisation,
-                                                         model.reference_cdf),
+        "resize+harmonise+input": lambda: model.prepare_input(small),
         "infer": lambda: model.predict(tensor[None]),
         "gate": (lambda: model.gate.check(features[0].mean(axis=(0, 1)))) if model.gate else (lambda: None),
         "cam+heatmap_png": lambda: render_heatmap_png(compute_cam(features[0], model.card.head_weights,

@@ -3,7 +3,7 @@
 The folder is laid out like the training folders (``cancer/``, ``normal/``, an
 optional ``labels.csv`` with ``patient_id`` / ``series_block`` for grouping and
 ``source_dataset``). Every image goes through the shipped model exactly as at
-serving time (``decode_image`` -> ``to_model_input`` with the model's
+serving time (``decode_image`` -> ``LiteRTModel.prepare_input`` with the model's
 harmonisation -> LiteRT) and the 7x7x1280 feature map is averaged to 1280 values.
 
 The cache is two files per (model, folder content) digest: ``<digest>.npy``
@@ -27,7 +27,6 @@ import numpy as np
 from diagnostics.federated import Preconditioner
 from diagnostics.imaging import decode_image
 from diagnostics.model import LiteRTModel
-from diagnostics.preprocessing import to_model_input
 from diagnostics.split import SPLIT_SEED, split_three
 
 CLASS_NAMES = ("normal", "cancer")
@@ -100,9 +99,7 @@ def extract_features(model: LiteRTModel, data_dir: Path, images: Sequence[SiteIm
     out = []
     for start in range(0, len(images), batch):
         tensors = np.stack([
-            to_model_input(decode_image((Path(data_dir) / image.file).read_bytes(), model.card.modality).pixels,
-                           model.input_size, model.harmonisation,
-                           None if model.reference_cdf is None else model.reference_cdf.tolist())
+            model.prepare_input(decode_image((Path(data_dir) / image.file).read_bytes(), model.card.modality).pixels)
             for image in images[start:start + batch]])
         _, features = model.predict(tensors)
         out.append(features.mean(axis=(1, 2)).astype(np.float32))

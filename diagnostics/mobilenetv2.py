@@ -40,7 +40,6 @@ from diagnostics.heatmap import HEATMAP_MAX_SIDE, compute_cam, render_heatmap_pn
 from diagnostics.imaging import MODALITIES, ImageLimits, decode_image, validate_modality
 from diagnostics.model import LiteRTModel, choose_max_batch
 from diagnostics.plausibility import compute_histogram, validate_chest_image
-from diagnostics.preprocessing import to_model_input
 from diagnostics.gate import OOD_MESSAGE
 from diagnostics.result import DISCLAIMER, OUT_OF_DISTRIBUTION, DiagnosisResult, ModalityResult, ModelInfo
 from diagnostics.risk import RiskFactors
@@ -143,7 +142,7 @@ class MobileNetV2Plugin:
         except DiagnosisError as error:
             raise type(error)(error.code, f"{modality} image: {error.message}") from error
         model = self.models[modality]
-        tensor = to_model_input(pixels, model.input_size, model.harmonisation, model.reference_cdf)
+        tensor = model.prepare_input(pixels)
         return PreparedImage(modality, pixels, tensor, decoded.source_format)
 
     def finish(self, prepared: PreparedImage, probability: float, features: np.ndarray) -> ModalityResult:

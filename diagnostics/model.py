@@ -22,7 +22,7 @@ import numpy as np
 
 from diagnostics.errors import DiagnosisError
 from diagnostics.gate import InputGate, load_gate
-from diagnostics.preprocessing import DEFAULT_HARMONISATION, HARMONISATIONS
+from diagnostics.preprocessing import DEFAULT_HARMONISATION, HARMONISATIONS, to_model_input, to_model_square
 
 MIN_INPUT_SIZE = 32
 DEFAULT_MAX_BATCH = 8
@@ -30,6 +30,10 @@ DEFAULT_MAX_BATCH = 8
 BATCHING_GAIN = 0.9
 # The card's head must reproduce the model's own probability this closely.
 HEAD_CHECK_TOLERANCE = 1e-3
+# The two input layouts a model may take (channels, dtype): the harmonised grey square as one channel (2.0.1 on:
+# the backbone's first convolution summed over its three colour channels, the same function of a grey image), or
+# that square copied to three channels (2.0.0 and older, and the 1.x recipe).
+INPUT_LAYOUTS: dict[tuple[int, str], str] = {(1, "float32"): "float32 grey", (3, "float32"): "float32 RGB"}
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class LiteRTModel:
             raise DiagnosisError("model-mismatch", f"{model_dir}: model.tflite has SHA-256 {digest}, "
                                                    f"but card.json says {self.card.model_id}")
         self.num_threads = num_threads
+        self.input_channels, self.input_dtype = 3, np.dtype(np.float32)
         self.max_batch = 1
         self.batching_measurement: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -144,7 +149,8 @@ class LiteRTModel:
             interpreter = Interpreter(model_content=self._content, num_threads=self.num_threads)
             if batch != 1:
                 size = self.card.input_size
-                interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [batch, size, size, 3])
+                interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"],
+                                                [batch, size, size, self.input_channels])
             interpreter.allocate_tensors()
             self._interpreters[batch] = interpreter
         return interpreter
@@ -152,9 +158,17 @@ class LiteRTModel:
     def _validate_signature(self, interpreter: Any) -> None:
         size = self.card.input_size
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-        if len(inputs) != 1 or list(inputs[0]["shape"][1:]) != [size, size, 3] or inputs[0]["dtype"] != np.float32:
+        shape = [int(v) for v in inputs[0]["shape"][1:]] if len(inputs) == 1 else []
+        layout = (shape[2], np.dtype(inputs[0]["dtype"]).name) if len(shape) == 3 and shape[:2] == [size, size] \
+            else None
+        if layout not in INPUT_LAYOUTS:
             raise DiagnosisError("bad-model-card", f"model input is {inputs[0]['shape']} {inputs[0]['dtype']}, "
-                                                   f"expected float32 [batch, {size}, {size}, 3]")
+                                                   f"expected float32 [batch, {size}, {size}, 1 or 3]")
+        declared = (self.card.raw.get("input") or {}).get("shape")
+        if isinstance(declared, list) and len(declared) == 4 and declared[3] != layout[0]:
+            raise DiagnosisError("bad-model-card", f"card says the input has {declared[3]} channels, "
+                                                   f"the model takes {layout[0]}")
+        self.input_channels, self.input_dtype = layout[0], np.dtype(layout[1])
         indices = (self.card.probability_output, self.card.features_output)
         if len(outputs) != 2 or sorted(indices) != [0, 1]:
             raise DiagnosisError("bad-model-card", "card outputs must name output 0 and 1 of a two-output model")
@@ -171,10 +185,9 @@ class LiteRTModel:
 
     def _validate_head(self) -> None:
         """The card's head applied to the pooled features must give the model's probability."""
-        ramp = np.linspace(0.0, 255.0, self.card.input_size, dtype=np.float32)
-        probe = np.broadcast_to((ramp[:, None] + ramp[None, :]) / 2.0, (self.card.input_size,) * 2)
-        tensor = np.repeat(probe[None, :, :, None], 3, axis=3).astype(np.float32)
-        probabilities, features = self.predict(tensor)
+        ramp = np.linspace(0.0, 255.0, self.card.input_size)
+        probe = np.rint((ramp[:, None] + ramp[None, :]) / 2.0).astype(np.uint8)
+        probabilities, features = self.predict(self.make_input(probe)[None])
         logit = float(features[0].mean(axis=(0, 1)) @ self.card.head_weights + self.card.head_bias)
         from_head = 1.0 / (1.0 + math.exp(-logit))
         if abs(from_head - float(probabilities[0])) > HEAD_CHECK_TOLERANCE:
@@ -183,10 +196,25 @@ class LiteRTModel:
                                                    "belong to this model")
 
     def make_input(self, square: np.ndarray) -> np.ndarray:
-        """Harmonised uint8 (S, S) -> the model's input tensor for one image, float32 (S, S, 3) in 0..255."""
+        """Harmonised uint8 (S, S) -> the model's input tensor for one image, float32 (S, S, 1) or (S, S, 3)."""
+        if self.input_channels == 1:
+            return np.asarray(square, dtype=np.float32)[:, :, None]
         tensor = np.empty((*square.shape, 3), dtype=np.float32)
         tensor[...] = square[:, :, None]
         return tensor
+
+    def prepare_input(self, gray: np.ndarray) -> np.ndarray:
+        """Greyscale image (H, W) in 0..255 -> this model's input tensor (the shared preprocessing)."""
+        if self.input_channels == 1:
+            square = to_model_square(gray, self.input_size, self.harmonisation, self.reference_cdf)
+            return np.asarray(square, dtype=np.float32)[:, :, None]
+        return to_model_input(gray, self.input_size, self.harmonisation, self.reference_cdf)
+
+    def random_inputs(self, count: int, seed: int = 0) -> np.ndarray:
+        """``count`` random input tensors of this model's layout (probes and batching measurements)."""
+        size = self.input_size
+        values = np.random.default_rng(seed).integers(0, 256, (count, size, size, self.input_channels))
+        return values.astype(self.input_dtype)
 
     def set_max_batch(self, max_batch: int) -> None:
         """Largest invoke; sizes are powers of two (a batch of 5 runs as 4 + 1), allocated now, not per request."""
@@ -199,8 +227,8 @@ class LiteRTModel:
                 self._get_interpreter(size)
 
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """float32 [n, S, S, 3] -> (probabilities [n], features [n, h, w, C])."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        """Input tensors [n, S, S, channels] (see :meth:`make_input`) -> (probabilities [n], features [n, h, w, C])."""
+        batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
         probabilities, features = [], []
         start = 0
         for size in get_chunk_sizes(batch.shape[0], self.max_batch):
@@ -233,8 +261,7 @@ def get_chunk_sizes(count: int, max_batch: int | None = None) -> list[int]:
 
 def measure_batching(model: LiteRTModel, batch: int = DEFAULT_MAX_BATCH, repeats: int = 3) -> dict[str, float]:
     """Seconds per image for ``batch`` single invokes and for one batched invoke (best of ``repeats``)."""
-    size = model.input_size
-    tensors = np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
+    tensors = model.random_inputs(batch)
     previous = model.max_batch
     model.set_max_batch(batch)
     single, batched = [], []

@@ -14,7 +14,16 @@ from typing import Any
 CARD_FILE = "card.json"
 MODEL_FILE = "model.tflite"
 KERAS_FILE = "model.keras"
-PREPROCESSING = "diagnostics.preprocessing.to_model_input"
+PREPROCESSING = "diagnostics.preprocessing.to_model_square"
+PREPROCESSING_FLOAT_RGB = "diagnostics.preprocessing.to_model_input"  # the 1.x recipe (training.fit)
+
+
+def describe_input(size: int) -> dict[str, Any]:
+    """The card's ``input`` entry of a model that takes the harmonised grey square as one channel (2.0.1 on)."""
+    return {"dtype": "float32", "shape": [-1, size, size, 1], "range": [0, 255],
+            "rescaling": "inside the model: x / 127.5 - 1",
+            "channels": "one grey channel: the ImageNet backbone's first convolution is summed over its three "
+                        "colour channels, which computes exactly what it computes on a grey image copied to three"}
 
 
 def get_model_name(modality: str) -> str:

@@ -12,6 +12,8 @@ This module must stay free of TensorFlow: ``training.evaluate`` imports it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import csv
 import hashlib
 import os
@@ -114,8 +116,10 @@ def _make_record(relative: str, label: int, row: dict[str, str]) -> Record:
 
 
 def load_data(data_dir: Path, modality: str, size: int, records: list[Record] | None = None,
-              harmonisation: str = DEFAULT_HARMONISATION) -> LoadedData:
-    """Decode and preprocess every record; the digest covers names, labels and bytes."""
+              harmonisation: str = DEFAULT_HARMONISATION,
+              reference_cdf: Sequence[float] | np.ndarray | None = None) -> LoadedData:
+    """Decode and preprocess every record (``reference_cdf``: the model's, for 'match'); the digest covers names,
+    labels and bytes."""
     data_dir = Path(data_dir)
     records = list_records(data_dir) if records is None else records
     images = np.empty((len(records), size, size, 3), dtype=np.float32)
@@ -123,7 +127,7 @@ def load_data(data_dir: Path, modality: str, size: int, records: list[Record] | 
     for index, record in enumerate(records):
         data = (data_dir / record.file).read_bytes()
         digest.update(f"{record.file}\t{record.label}\t{hashlib.sha256(data).hexdigest()}\n".encode())
-        images[index] = to_model_input(decode_image(data, modality).pixels, size, harmonisation)
+        images[index] = to_model_input(decode_image(data, modality).pixels, size, harmonisation, reference_cdf)
     labels = np.array([record.label for record in records], dtype=np.int32)
     return LoadedData(records=tuple(records), images=images, labels=labels, digest=digest.hexdigest())
 

@@ -102,15 +102,16 @@ def run_gate(gate: Any, pooled: np.ndarray, names: list[str]) -> dict[str, Any]:
 
 
 def score_benign(folder: Path, modality: str, model_path: Path, size: int, threshold: float,
-                 normal_scores: np.ndarray, harmonisation: str = DEFAULT_HARMONISATION) -> dict[str, Any]:
+                 normal_scores: np.ndarray, harmonisation: str = DEFAULT_HARMONISATION,
+                 reference_cdf: list[float] | None = None) -> dict[str, Any]:
     """Benign nodules (no label folders): called cancer at the threshold, AUC against the normal images."""
     from diagnostics.imaging import decode_image
     from diagnostics.preprocessing import to_model_input
     from training.metrics import compute_auc
 
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".dcm"))
-    images = np.stack([to_model_input(decode_image(p.read_bytes(), modality).pixels, size, harmonisation)
-                       for p in files])
+    images = np.stack([to_model_input(decode_image(p.read_bytes(), modality).pixels, size, harmonisation,
+                                      reference_cdf) for p in files])
     scores = run_tflite(model_path, images).probability
     labels = np.concatenate([np.ones(len(scores)), np.zeros(len(normal_scores))])
     return {"n": len(files), "called_cancer": int(np.sum(scores >= threshold)),
@@ -139,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{model_path} is a {card['modality']} model, not {args.modality}")
     data_dir = Path(args.data) if args.data else default_data_dir(args.modality)
     harmonisation = str((card.get("hyperparameters") or {}).get("harmonisation", DEFAULT_HARMONISATION))
+    reference_cdf = card.get("reference_cdf")  # the training images' mean CDF, for 'match'
     data = select_split(load_data(data_dir, args.modality, int(card["input_size"]), list_records(data_dir),
-                                  harmonisation), card, args.split)
+                                  harmonisation, reference_cdf), card, args.split)
     if args.split == "all" and data.digest == card.get("data_digest"):
         print("warning: this is the model's training folder; use --split validation for held-out figures", file=sys.stderr)
     if args.perturb != "none":
@@ -158,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         default_data_dir("xray_benign_nodule") if args.modality == "xray" else None)
     if benign_dir is not None and benign_dir.is_dir():
         result["benign_nodules"] = score_benign(benign_dir, args.modality, model_path, int(card["input_size"]),
-                                                float(card["threshold"]), normal_scores, harmonisation)
+                                                float(card["threshold"]), normal_scores, harmonisation,
+                                                reference_cdf)
     print(f"model {card.get('name')} {card.get('version')} id {card['model_id'][:16]} threshold {card['threshold']:.4f}")
     print(format_report(f"{data_dir} [{args.split}, perturbation {args.perturb}]", result))
     if "no_other_findings" in result:

@@ -169,6 +169,6 @@ def build_card(config: TrainConfig, splits: Splits, model: BuiltModel, stages: d
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()},
         },
         "created": dt.date.today().isoformat(),
-        "preprocessing": card_module.PREPROCESSING,
+        "preprocessing": card_module.PREPROCESSING_FLOAT_RGB,
         "intended_use": "research decision support only; not validated for clinical use",
     }

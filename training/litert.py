@@ -41,8 +41,22 @@ def get_output_indices(model_path: Path) -> dict[str, int]:
     return indices
 
 
+def to_input_layout(images: np.ndarray, channels: int, dtype: np.dtype) -> np.ndarray:
+    """Model inputs (n, S, S, 3) or (n, S, S, 1) in [0, 255] -> the layout a model takes.
+
+    A grey model (2.0.1 on) gets the first channel (the preprocessing copies one
+    grey square to three channels); an RGB model gets the grey copied to three.
+    """
+    images = np.asarray(images)
+    if channels == 1:
+        return np.ascontiguousarray(images[..., :1], dtype=dtype)
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    return np.ascontiguousarray(images, dtype=dtype)
+
+
 def run_tflite(model_path: Path, images: np.ndarray, batch_size: int = BATCH_SIZE) -> LiteRTOutputs:
-    """Run the model on float32 images (n, S, S, 3) in [0, 255], in batches."""
+    """Run the model on images (n, S, S, 3) or (n, S, S, 1) in [0, 255], in batches (see to_input_layout)."""
     indices = get_output_indices(model_path)
     interpreter = Interpreter(model_path=str(model_path))
     input_detail = interpreter.get_input_details()[0]
@@ -51,7 +65,8 @@ def run_tflite(model_path: Path, images: np.ndarray, batch_size: int = BATCH_SIZ
     probabilities, features = [], []
     current_batch = -1
     for start in range(0, len(images), step):
-        batch = np.ascontiguousarray(images[start : start + step], dtype=np.float32)
+        batch = to_input_layout(images[start : start + step], int(input_detail["shape"][3]),
+                                np.dtype(input_detail["dtype"]))
         if batch.shape[0] != current_batch:
             interpreter.resize_tensor_input(input_detail["index"], list(batch.shape))
             interpreter.allocate_tensors()

@@ -3,9 +3,9 @@
 ``python -m training.train_head --modality ct`` (artefacts in ``models/<modality>``)
 
 1. Every image of the training folder is decoded and put through the node's own
-   ``diagnostics.preprocessing.to_model_input`` (8-bit resize + percentile
-   stretch, the ablation's choice); the training side also gets ``--copies`` random new looks of
-   each image (``training.look.vary_look``: window, gamma, resolution, blur,
+   ``diagnostics.preprocessing.to_model_square`` (8-bit resize + percentile
+   stretch, the ablation's choice; the model takes that grey square as one channel); the training
+   side also gets ``--copies`` random new looks of each image (``training.look.vary_look``: window, gamma, resolution, blur,
    noise, JPEG, small geometry).
 2. Grouped three-way split (by ``series_block`` / ``patient_id``, stratified by
    class; for X-ray within each source): train / tuning / held-out validation.
@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from diagnostics.gate import GATE_CLASSES, GATE_FILE
-from diagnostics.preprocessing import DEFAULT_HARMONISATION, HARMONISATIONS, INPUT_SIZE, to_model_input
+from diagnostics.preprocessing import DEFAULT_HARMONISATION, HARMONISATIONS, INPUT_SIZE, to_model_square
 from training import card as card_module
-from training.ablation import NIH, JSRT, Folder, read_folder, split_by_source
+from training.ablation import NIH, JSRT, Folder, read_folder, reference_cdf, split_by_source
 from training.split import split_three
 from training.data import REPO_ROOT, compute_digest, default_data_dir
 from training.heads import (choose_l2, compute_brier, compute_ece, compute_sigmoid, fit_gaussian, fit_logistic,
@@ -80,10 +80,13 @@ def build_models(size: int) -> tuple[Any, Any, Any]:
 
     weights = default_weights_path()
     validate_weights(weights)
-    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=0.35, include_top=False,
-                                          weights=str(weights))
+    rgb = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=0.35, include_top=False,
+                                         weights=str(weights))
+    # one grey channel in: the same function as the grey square copied to three channels, without the copy
+    base = keras.applications.MobileNetV2(input_shape=(size, size, 1), alpha=0.35, include_top=False, weights=None)
+    base.set_weights(fold_colour_channels(rgb.get_weights(), base.get_weights()))
     base.trainable = False
-    inputs = keras.Input((size, size, 3), name="image")
+    inputs = keras.Input((size, size, 1), name="image")
     features = base(keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale_to_unit")(inputs),
                     training=False)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
@@ -93,11 +96,29 @@ def build_models(size: int) -> tuple[Any, Any, Any]:
     return exported, keras.Model(inputs, pooled), head
 
 
+def fold_colour_channels(weights: list[np.ndarray], like: list[np.ndarray]) -> list[np.ndarray]:
+    """Weights of a 3-channel-input network for its 1-channel twin (``like``): the first convolution's kernel
+    [kh, kw, 3, out] is summed over its input channels, since conv(g, g, g) = conv_summed(g); the rest is copied."""
+    folded = []
+    for value, target in zip(weights, like, strict=True):
+        value = np.asarray(value)
+        if value.shape != np.shape(target):
+            if value.ndim != 4 or value.shape[2] != 3 or np.shape(target) != (*value.shape[:2], 1, value.shape[3]):
+                raise ValueError(f"cannot fold weights of shape {value.shape} into {np.shape(target)}")
+            value = value.sum(axis=2, keepdims=True)
+        folded.append(value)
+    return folded
+
+
 HARMONISATION = [DEFAULT_HARMONISATION]  # set from --harmonisation before any image is prepared
+# 'match' only: the mean cumulative histogram of the training split's images, set before any image is prepared
+REFERENCE_CDF: list[np.ndarray | None] = [None]
 
 
 def tensors(grays: list[np.ndarray], size: int) -> np.ndarray:
-    return np.stack([to_model_input(g, size, HARMONISATION[0]) for g in grays]).astype(np.float32)
+    """The model inputs of ``grays``: harmonised grey squares (n, S, S, 1) float32, what the node builds."""
+    squares = [to_model_square(g, size, HARMONISATION[0], REFERENCE_CDF[0]) for g in grays]
+    return np.stack(squares)[..., None].astype(np.float32)
 
 
 def pooled_features(model: Any, grays: list[np.ndarray], size: int) -> np.ndarray:
@@ -209,8 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="use only this many images per folder (tests)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.harmonisation == "match":
-        raise SystemExit("--harmonisation match is kept for the ablation only (no reference stored by this recipe)")
     HARMONISATION[0] = args.harmonisation
     started = time.monotonic()
     modality, size = args.modality, args.size
@@ -227,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     split = split_three(folder.groups, folder.labels) if modality == "ct" else split_by_source(folder)
     for name, indices in split.items():
         print(f"{name:>10}: {len(indices)} images ({int(folder.labels[indices].sum())} cancer)", flush=True)
+    if args.harmonisation == "match":  # the target look: the training split's own images (stored in the card)
+        REFERENCE_CDF[0] = reference_cdf([folder.grays[i] for i in split["train"]], size)
     exported, pooled_model, head_layer = build_models(size)
     clean = pooled_features(pooled_model, folder.grays, size)
     flip = modality == "ct"
@@ -267,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                    for name in ("tuning", "validation")}
     plot_reliability(calibration["validation"], f"{modality}: held-out validation, before/after temperature "
                      f"T={temperature:.2f}", out_dir / "plots" / "reliability.png")
-    plot_reliability(calibration["validation"], f"{modality}: held-out validation, before/after temperature "
-                     f"T={temperature:.2f}", REPO_ROOT / "plots" / f"reliability_{modality}.png")
+    if out_dir == REPO_ROOT / "models" / modality:  # the shipped model's diagram is also in plots/ (not for --out)
+        plot_reliability(calibration["validation"], f"{modality}: held-out validation, before/after temperature "
+                         f"T={temperature:.2f}", REPO_ROOT / "plots" / f"reliability_{modality}.png")
 
     generalisation: dict[str, Any] = {}
     if modality == "ct":
@@ -341,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "version": args.version,
         "modality": modality,
         "input_size": size,
-        "input": {"dtype": "float32", "shape": [-1, size, size, 3], "range": [0, 255],
-                  "rescaling": "inside the model: x / 127.5 - 1"},
+        "input": card_module.describe_input(size),
         "threshold": threshold,
         "threshold_source": "Youden's J on the tuning split (calibrated probabilities; not the validation split)",
         "outputs": outputs,
@@ -378,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         "intended_use": "research decision support only; not validated for clinical use",
         **VALIDATION_SCOPE[modality],
     }
+    if REFERENCE_CDF[0] is not None:  # what serving matches every input's histogram to (diagnostics.preprocessing)
+        card["reference_cdf"] = [float(v) for v in REFERENCE_CDF[0]]
+        card["reference_cdf_source"] = (f"mean cumulative 8-bit histogram of the {len(split['train'])} training-split "
+                                        f"images resized to {size} px")
     card_module.write_card(out_dir / card_module.CARD_FILE, card)
     exported.save(out_dir / card_module.KERAS_FILE)
     v = metrics["validation"]

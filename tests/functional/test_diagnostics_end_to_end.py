@@ -4,7 +4,7 @@ Plan:
 1. CT alone, X-ray alone, both: complete, JSON-serialisable results whose
    numbers follow from the models' outputs and the cards.
 2. The plug-in's probability equals a bare LiteRT invoke of the exported
-   model on ``to_model_input(decode_image(...))`` within 1e-4.
+   model on ``model.prepare_input(decode_image(...))`` within 1e-4.
 3. DICOM: pydicom's real CT slice gives the result of its lung-windowed PNG
    rendering; a real radiograph wrapped as MONOCHROME1 DICOM gives the
    result of the PNG.
@@ -32,7 +32,6 @@ from diagnostics.batching import MicroBatcher
 from diagnostics.fusion import ModelEvidence, compute_assessment
 from diagnostics.heatmap import HEATMAP_MAX_SIDE, compute_cam
 from diagnostics.imaging import LUNG_WINDOW_LEVEL, LUNG_WINDOW_WIDTH, decode_image
-from diagnostics.preprocessing import to_model_input
 from harness.util import wait_until_async as wait_until
 from tests.unit.test_diagnostics_helpers import (
     MODELS_DIR,
@@ -125,7 +124,7 @@ def test_probability_equals_a_bare_litert_invoke_of_the_exported_model(plugin: o
         + list_data_images(shared_data_dir, modality, "normal")[:3]
     for path in paths:
         data = path.read_bytes()
-        tensor = to_model_input(decode_image(data, modality).pixels, card.input_size)
+        tensor = plugin.models[modality].prepare_input(decode_image(data, modality).pixels)
         expected = run_litert_directly(MODELS_DIR / modality / "model.tflite", tensor, card.probability_output)
         actual = plugin.diagnose({modality: data}, None).modalities[modality].probability
         assert abs(actual - expected) <= 1e-4, path.name
@@ -134,8 +133,7 @@ def test_probability_equals_a_bare_litert_invoke_of_the_exported_model(plugin: o
 def test_cam_mean_is_the_model_logit(plugin: object, shared_data_dir: Path) -> None:
     modality = next(iter(plugin.models))
     model = plugin.models[modality]
-    tensor = to_model_input(decode_image(read_data_image(shared_data_dir, modality), modality).pixels,
-                            model.input_size)
+    tensor = model.prepare_input(decode_image(read_data_image(shared_data_dir, modality), modality).pixels)
     probabilities, features = model.predict(tensor[None])
     cam = compute_cam(features[0], model.card.head_weights, model.card.head_bias)
     assert cam.shape == features.shape[1:3]
@@ -279,7 +277,7 @@ async def test_requests_arriving_during_an_invoke_share_the_next_one(plugin: obj
                                                                      shared_data_dir: Path) -> None:
     modality = next(iter(plugin.models))
     model = plugin.models[modality]
-    tensors = [to_model_input(decode_image(data, modality).pixels, model.input_size)
+    tensors = [model.prepare_input(decode_image(data, modality).pixels)
                for data in sample_images(shared_data_dir, modality, 8)]
     release, calls = threading.Event(), []
 

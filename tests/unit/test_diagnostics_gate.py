@@ -25,7 +25,6 @@ from diagnostics.errors import DiagnosisError
 from diagnostics.imaging import decode_image
 from diagnostics.model import LiteRTModel
 from diagnostics.plausibility import validate_chest_image
-from diagnostics.preprocessing import to_model_input
 from tests.unit.test_diagnostics_helpers import require_models
 
 MODALITIES = ("ct", "xray")
@@ -45,7 +44,7 @@ def decide(model: LiteRTModel, pixels: np.ndarray) -> str:
     """'accepted', 'flagged' or the refusal code, for one decoded image declared as the model's modality."""
     try:
         validate_chest_image(pixels)
-        _, features = model.predict(to_model_input(pixels, model.input_size)[None])
+        _, features = model.predict(model.prepare_input(pixels)[None])
         decision = model.gate.check(features[0].mean(axis=(0, 1)))  # type: ignore[union-attr]
     except DiagnosisError as error:
         return error.code

@@ -41,7 +41,7 @@ def test_exported_model_loads_and_matches_its_card(model_copy: Path) -> None:
     card = model.card
     assert card.modality == "ct" and 0 < card.threshold < 1 and card.input_size >= 32
     size = card.input_size
-    batch = np.random.default_rng(0).uniform(0, 255, (6, size, size, 3)).astype(np.float32)
+    batch = np.random.default_rng(0).uniform(0, 255, (6, size, size, model.input_channels)).astype(np.float32)
     probabilities, features = model.predict(batch)
     assert probabilities.shape == (6,) and features.shape[0] == 6
     assert features.shape[3] == card.head_weights.size

@@ -12,7 +12,6 @@ import pytest
 from diagnostics.federated_data import get_preconditioner, list_site_images, load_site_features
 from diagnostics.imaging import decode_image
 from diagnostics.model import LiteRTModel
-from diagnostics.preprocessing import to_model_input
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,8 +45,7 @@ def test_features_are_the_models_pooled_features_and_are_cached(xray_model: Lite
     assert all(image.source for image in first.images)  # source_dataset read from labels.csv
     # the card's head on these features gives the model's own probability for the same image, as served
     image = first.images[0]
-    tensor = to_model_input(decode_image((small_site / image.file).read_bytes(), "xray").pixels,
-                            xray_model.input_size, xray_model.harmonisation, xray_model.reference_cdf)
+    tensor = xray_model.prepare_input(decode_image((small_site / image.file).read_bytes(), "xray").pixels)
     served, _ = xray_model.predict(tensor[None])
     from_features = 1 / (1 + np.exp(-(first.features[0] @ xray_model.card.head_weights + xray_model.card.head_bias)))
     assert from_features == pytest.approx(float(served[0]), abs=1e-4)
