@@ -184,16 +184,22 @@ class LiteRTModel:
         self._features_index = outputs[self.card.features_output]["index"]
 
     def _validate_head(self) -> None:
-        """The card's head applied to the pooled features must give the model's probability."""
-        ramp = np.linspace(0.0, 255.0, self.card.input_size)
-        probe = np.rint((ramp[:, None] + ramp[None, :]) / 2.0).astype(np.uint8)
-        probabilities, features = self.predict(self.make_input(probe)[None])
-        logit = float(features[0].mean(axis=(0, 1)) @ self.card.head_weights + self.card.head_bias)
-        from_head = 1.0 / (1.0 + math.exp(-logit))
-        if abs(from_head - float(probabilities[0])) > HEAD_CHECK_TOLERANCE:
-            raise DiagnosisError("bad-model-card", f"card head gives probability {from_head:.6f} where the model "
-                                                   f"gives {float(probabilities[0]):.6f}; the card does not "
-                                                   "belong to this model")
+        """The card's head applied to the pooled features must give the model's probability, on three probe
+        images (a diagonal ramp, flat mid-grey, a checkerboard): one probe alone can land where the sigmoid is
+        flat (p ~ 0 or 1), where a wrong bias would change the probability by less than the tolerance."""
+        size = self.card.input_size
+        ramp = np.linspace(0.0, 255.0, size)
+        cells = np.arange(size) // 16
+        probes = np.stack([np.rint((ramp[:, None] + ramp[None, :]) / 2.0), np.full((size, size), 128.0),
+                           255.0 * ((cells[:, None] + cells[None, :]) % 2)]).astype(np.uint8)
+        probabilities, features = self.predict(np.stack([self.make_input(probe) for probe in probes]))
+        logits = features.mean(axis=(1, 2)).astype(np.float64) @ self.card.head_weights + self.card.head_bias
+        from_head = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+        worst = int(np.argmax(np.abs(from_head - probabilities)))
+        if not abs(from_head[worst] - float(probabilities[worst])) <= HEAD_CHECK_TOLERANCE:
+            raise DiagnosisError("bad-model-card", f"card head gives probability {from_head[worst]:.6f} where the "
+                                                   f"model gives {float(probabilities[worst]):.6f}; the card does "
+                                                   "not belong to this model")
 
     def make_input(self, square: np.ndarray) -> np.ndarray:
         """Harmonised uint8 (S, S) -> the model's input tensor for one image, float32 (S, S, 1) or (S, S, 3)."""
