@@ -53,12 +53,14 @@ SEED = 1337
 VALIDATION_SCOPE = {
     "ct": {
         "validated_on": ["held-out IQ-OTH/NCCD slices (other series blocks of the same two Baghdad hospitals, "
-                         "Siemens SOMATOM, 8-bit JPEG exports in a lung window)"],
+                         "Siemens SOMATOM, 8-bit JPEG exports in the dataset's windows of width 350-1200 HU and "
+                         "centre 50-600 HU: soft-tissue to bone type, lungs dark)"],
         "not_validated_on": ["any other CT scanner, hospital or export: the only other scanner measured is "
                              "ct_check_lpctdx (TCIA Lung-PET-CT-Dx, 2 patients, lung window; see "
                              "generalisation.ct_check_lpctdx and docs/MODELS.md), below the 0.85 AUC asked for; "
                              "the input gate flags such slices out-of-distribution",
-                             "soft-tissue or bone windows, contrast-enhanced CT, children, slices outside the lungs"],
+                             "lung-window exports (what most PACS send; the only ones measured are the 60 "
+                             "ct_check_lpctdx slices), contrast-enhanced CT, children, slices outside the lungs"],
     },
     "xray": {
         "validated_on": ["held-out NIH ChestX-ray14 patients and held-out JSRT patients (per source), and "
